@@ -1,0 +1,42 @@
+//! `ferroway-bench WORKLOAD`: runs a benchmark workload and prints one JSON line per measured
+//! thing on stdout (the contract in `shared/bench/README.md`). Progress goes to stderr.
+
+mod report;
+mod stage;
+
+use std::process::ExitCode;
+
+const WORKLOADS: &[&str] = &["stage"];
+
+fn main() -> ExitCode {
+    let workload = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
+    let selected: Vec<&str> = match workload.as_str() {
+        "all" => WORKLOADS.to_vec(),
+        w if WORKLOADS.contains(&w) => vec![w],
+        other => {
+            eprintln!(
+                "unknown workload `{other}`; choose one of: all, {}",
+                WORKLOADS.join(", ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut ok = true;
+    for w in selected {
+        eprintln!("running {w} ...");
+        let reports = match w {
+            "stage" => rt.block_on(stage::run()),
+            _ => unreachable!("listed in WORKLOADS"),
+        };
+        for r in reports {
+            ok &= r.checksum_ok.unwrap_or(true);
+            println!("{}", r.to_json());
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

@@ -1,0 +1,16 @@
+//! # Ferroway
+//!
+//! Demand-driven, back-pressured, acknowledged streaming on Tokio: the ideas of Elixir's
+//! GenStage and Broadway, built for Rust.
+//!
+//! - [`stage`]: producers, consumers and producer-consumers exchanging events by demand.
+//! - [`resilience`]: backoff, retry, circuit breaker, supervision, connection manager.
+//! - [`telemetry`]: the names of every metric recorded.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod resilience;
+pub mod stage;
+pub mod telemetry;
+
+pub use error::{BoxError, StageError, SubscribeError};

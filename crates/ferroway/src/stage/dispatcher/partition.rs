@@ -1,0 +1,165 @@
+//! The partition dispatcher: a user function picks each event's partition.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::{Dispatch, PartitionFn, take_front};
+use crate::error::{StageError, SubscribeError};
+use crate::stage::subscription::{Link, SubscribeOptions, SubscriptionId};
+
+struct Part<T> {
+    sub: Option<Link<T>>,
+    // Invariant: demand > 0 only while the queue is empty.
+    demand: usize,
+    queue: VecDeque<T>,
+}
+
+pub(crate) struct PartitionDispatcher<T> {
+    stage: Arc<str>,
+    parts: Vec<Part<T>>,
+    f: PartitionFn<T>,
+    total: usize,
+    discarded: metrics::Counter,
+}
+
+impl<T> PartitionDispatcher<T> {
+    pub(crate) fn new(stage: Arc<str>, n: usize, f: PartitionFn<T>) -> Self {
+        let parts = (0..n)
+            .map(|_| Part {
+                sub: None,
+                demand: 0,
+                queue: VecDeque::new(),
+            })
+            .collect();
+        let discarded = metrics::counter!(crate::telemetry::STAGE_DISCARDED, "stage" => stage.to_string());
+        PartitionDispatcher {
+            stage,
+            parts,
+            f,
+            total: 0,
+            discarded,
+        }
+    }
+
+    /// Sends up to the partition's demand from `events`; queues the rest.
+    fn deliver(&mut self, p: usize, mut events: Vec<T>) {
+        let part = &mut self.parts[p];
+        if part.demand > 0 {
+            if let Some(link) = &part.sub {
+                let k = part.demand.min(events.len());
+                let chunk = take_front(&mut events, k);
+                match link.send(chunk) {
+                    Ok(()) => {
+                        part.demand -= k;
+                        self.total -= k;
+                    }
+                    Err(chunk) => {
+                        // Consumer gone: keep its events for the next subscriber of the partition.
+                        for e in chunk.into_iter().rev() {
+                            part.queue.push_front(e);
+                        }
+                        self.total -= part.demand;
+                        part.demand = 0;
+                        if let Some(l) = part.sub.take() {
+                            l.forget()
+                        }
+                    }
+                }
+            }
+        }
+        part.queue.extend(events);
+    }
+}
+
+impl<T: Send> Dispatch<T> for PartitionDispatcher<T> {
+    fn subscribe(&mut self, link: Link<T>, opts: &SubscribeOptions<T>) -> Result<(), (Link<T>, SubscribeError)> {
+        let n = self.parts.len();
+        let reason = match opts.partition {
+            None => {
+                format!("the producer has a partition dispatcher with {n} partitions; set SubscribeOptions::partition")
+            }
+            Some(p) if p >= n => format!("partition {p} is out of range (0..{n})"),
+            Some(p) if self.parts[p].sub.is_some() => format!("partition {p} already has a subscriber"),
+            Some(p) => {
+                self.parts[p].sub = Some(link);
+                return Ok(());
+            }
+        };
+        Err((
+            link,
+            SubscribeError::InvalidPartition {
+                producer: self.stage.clone(),
+                reason,
+            },
+        ))
+    }
+
+    fn cancel(&mut self, id: SubscriptionId) -> Option<Link<T>> {
+        let part = self
+            .parts
+            .iter_mut()
+            .find(|p| p.sub.as_ref().is_some_and(|l| l.id == id))?;
+        self.total -= part.demand;
+        part.demand = 0;
+        part.sub.take()
+    }
+
+    fn ask(&mut self, id: SubscriptionId, n: usize) {
+        let Some(p) = self
+            .parts
+            .iter()
+            .position(|p| p.sub.as_ref().is_some_and(|l| l.id == id))
+        else {
+            return;
+        };
+        let part = &mut self.parts[p];
+        let served = n.min(part.queue.len());
+        part.demand += n;
+        self.total += n;
+        if served > 0 {
+            let queued: Vec<T> = part.queue.drain(..served).collect();
+            self.deliver(p, queued);
+        }
+    }
+
+    fn available(&self) -> usize {
+        self.total
+    }
+
+    fn dispatch(&mut self, events: Vec<T>) -> Result<Vec<T>, StageError> {
+        let n = self.parts.len();
+        let mut per: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+        let mut dropped = 0u64;
+        for e in events {
+            match (self.f)(&e) {
+                Some(p) if p < n => per[p].push(e),
+                Some(p) => {
+                    return Err(StageError::PartitionOutOfRange {
+                        stage: self.stage.clone(),
+                        partition: p,
+                        partitions: n,
+                    });
+                }
+                None => dropped += 1,
+            }
+        }
+        if dropped > 0 {
+            self.discarded.increment(dropped);
+        }
+        for (p, evs) in per.into_iter().enumerate() {
+            if !evs.is_empty() {
+                self.deliver(p, evs);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    fn take_links(&mut self) -> Vec<Link<T>> {
+        self.total = 0;
+        self.parts.iter_mut().filter_map(|p| p.sub.take()).collect()
+    }
+
+    fn queued(&self) -> usize {
+        self.parts.iter().map(|p| p.queue.len()).sum()
+    }
+}
