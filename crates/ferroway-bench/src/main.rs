@@ -1,12 +1,13 @@
 //! `ferroway-bench WORKLOAD`: runs a benchmark workload and prints one JSON line per measured
 //! thing on stdout (the contract in `shared/bench/README.md`). Progress goes to stderr.
 
+mod pipeline;
 mod report;
 mod stage;
 
 use std::process::ExitCode;
 
-const WORKLOADS: &[&str] = &["stage"];
+const WORKLOADS: &[&str] = &["stage", "pipeline", "pipeline-partitioned"];
 
 fn main() -> ExitCode {
     let workload = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
@@ -31,6 +32,8 @@ fn main() -> ExitCode {
         eprintln!("running {w} ...");
         let reports = match w {
             "stage" => rt.block_on(stage::run()),
+            "pipeline" => vec![rt.block_on(pipeline::run(false))],
+            "pipeline-partitioned" => vec![rt.block_on(pipeline::run(true))],
             _ => unreachable!("listed in WORKLOADS"),
         };
         for r in reports {

@@ -4,11 +4,13 @@
 //! GenStage and Broadway, built for Rust.
 //!
 //! - [`stage`]: producers, consumers and producer-consumers exchanging events by demand.
+//! - [`pipeline`]: Broadway-style pipelines with acknowledgements, batching, partitioning.
 //! - [`resilience`]: backoff, retry, circuit breaker, supervision, connection manager.
 //! - [`telemetry`]: the names of every metric recorded.
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod pipeline;
 pub mod resilience;
 pub mod stage;
 pub mod telemetry;

@@ -208,4 +208,8 @@ impl StageTask {
     pub fn abort(&self) {
         self.handle.abort();
     }
+
+    pub(crate) fn abort_handle(&self) -> tokio::task::AbortHandle {
+        self.handle.abort_handle()
+    }
 }

@@ -158,8 +158,12 @@ impl<T: Send + 'static> Inbox<T> {
                 source: Box::new(e.clone()),
             })),
         };
+        // Only a normal end counts: after a failure, a restarted producer may subscribe again.
+        let normal = matches!(reason, EndReason::Normal);
         match verdict {
-            Verdict::Continue if self.stop_when_unsubscribed && self.ever_subscribed && self.subs.is_empty() => {
+            Verdict::Continue
+                if normal && self.stop_when_unsubscribed && self.ever_subscribed && self.subs.is_empty() =>
+            {
                 Verdict::Stop(Ok(()))
             }
             v => v,

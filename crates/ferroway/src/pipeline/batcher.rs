@@ -1,0 +1,251 @@
+//! Batchers: group messages by batch key into batches, emitted at `batch_size` or at
+//! `batch_timeout` after a batch's first message, whichever comes first.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::handler::{BatchInfo, BatchTrigger};
+use super::message::{BatchKey, Message};
+use crate::error::StageError;
+use crate::stage::inbox::{Inbox, Verdict};
+use crate::stage::outbox::Outbox;
+use crate::stage::{ConsumerMsg, EndReason, ProducerMsg, SubscriptionId};
+
+/// How big a batch may grow.
+pub(crate) enum BatchSize<T> {
+    Count(usize),
+    /// Up to `max` units as measured by the function (e.g. bytes).
+    Weighted(usize, Arc<dyn Fn(&Message<T>) -> usize + Send + Sync>),
+}
+
+impl<T> Clone for BatchSize<T> {
+    fn clone(&self) -> Self {
+        match self {
+            BatchSize::Count(n) => BatchSize::Count(*n),
+            BatchSize::Weighted(n, f) => BatchSize::Weighted(*n, f.clone()),
+        }
+    }
+}
+
+/// A batch on its way to a batch processor.
+pub(crate) struct Batch<T> {
+    pub(crate) messages: Vec<Message<T>>,
+    pub(crate) info: BatchInfo,
+    pub(crate) partition: usize,
+}
+
+pub(crate) struct Config<T> {
+    pub(crate) batcher: &'static str,
+    pub(crate) size: BatchSize<T>,
+    pub(crate) timeout: Duration,
+    /// With `partition_by`: the batch processor each message's key belongs to.
+    pub(crate) partition: Option<(usize, Arc<dyn Fn(&Message<T>) -> u64 + Send + Sync>)>,
+}
+
+struct Open<T> {
+    messages: Vec<Message<T>>,
+    weight: usize,
+    started: Instant,
+    generation: u64,
+}
+
+/// Open batches, by (batch key, partition).
+struct Batches<T> {
+    cfg: Config<T>,
+    open: HashMap<(BatchKey, usize), Open<T>>,
+    // Every batch has the same timeout, so creation order is deadline order.
+    deadlines: VecDeque<(Instant, (BatchKey, usize), u64)>,
+    generation: u64,
+}
+
+impl<T> Batches<T> {
+    fn add(&mut self, m: Message<T>, out: &mut Vec<Batch<T>>) {
+        let partition = match &self.cfg.partition {
+            Some((n, f)) => (f(&m) % *n as u64) as usize,
+            None => 0,
+        };
+        let weight = match &self.cfg.size {
+            BatchSize::Count(_) => 1,
+            BatchSize::Weighted(_, f) => f(&m),
+        };
+        let max = match &self.cfg.size {
+            BatchSize::Count(n) | BatchSize::Weighted(n, _) => *n,
+        };
+        let key = (m.batch_key().clone(), partition);
+        // A message that would overflow the open batch closes it first.
+        if let Some(open) = self.open.get(&key) {
+            if open.weight + weight > max && !open.messages.is_empty() {
+                let open = self.open.remove(&key).expect("checked above");
+                out.push(self.close(key.clone(), open, BatchTrigger::Size));
+            }
+        }
+        let open = match self.open.get_mut(&key) {
+            Some(o) => o,
+            None => {
+                self.generation += 1;
+                let started = Instant::now();
+                self.deadlines
+                    .push_back((started + self.cfg.timeout, key.clone(), self.generation));
+                let cap = if let BatchSize::Count(n) = self.cfg.size {
+                    n.min(4096)
+                } else {
+                    0
+                };
+                self.open.entry(key.clone()).or_insert(Open {
+                    messages: Vec::with_capacity(cap),
+                    weight: 0,
+                    started,
+                    generation: self.generation,
+                })
+            }
+        };
+        open.messages.push(m);
+        open.weight += weight;
+        if open.weight >= max {
+            let open = self.open.remove(&key).expect("just inserted");
+            out.push(self.close(key, open, BatchTrigger::Size));
+        }
+    }
+
+    fn close(&self, key: (BatchKey, usize), open: Open<T>, trigger: BatchTrigger) -> Batch<T> {
+        let info = BatchInfo {
+            batcher: self.cfg.batcher,
+            batch_key: key.0,
+            size: open.messages.len(),
+            trigger,
+            age: open.started.elapsed(),
+        };
+        Batch {
+            messages: open.messages,
+            info,
+            partition: key.1,
+        }
+    }
+
+    /// Closes every batch whose deadline has passed.
+    fn expire(&mut self, now: Instant, out: &mut Vec<Batch<T>>) {
+        while let Some((deadline, _, _)) = self.deadlines.front() {
+            if *deadline > now {
+                break;
+            }
+            let Some((_, key, generation)) = self.deadlines.pop_front() else {
+                break;
+            };
+            if self.open.get(&key).is_some_and(|o| o.generation == generation) {
+                let open = self.open.remove(&key).expect("checked above");
+                out.push(self.close(key, open, BatchTrigger::Timeout));
+            }
+        }
+    }
+
+    fn next_deadline(&mut self) -> Option<Instant> {
+        // Skip deadlines of batches already closed by size.
+        while let Some((_, key, generation)) = self.deadlines.front() {
+            if self.open.get(key).is_some_and(|o| o.generation == *generation) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+        self.deadlines.front().map(|d| d.0)
+    }
+
+    fn flush(&mut self, out: &mut Vec<Batch<T>>) {
+        self.deadlines.clear();
+        let open: Vec<_> = self.open.drain().collect();
+        for (key, o) in open {
+            out.push(self.close(key, o, BatchTrigger::Flush));
+        }
+    }
+}
+
+pub(crate) async fn run<T: Send + 'static>(
+    cfg: Config<T>,
+    mut inbox: Inbox<Message<T>>,
+    mut crx: mpsc::UnboundedReceiver<ConsumerMsg<Message<T>>>,
+    mut outbox: Outbox<Batch<T>>,
+    mut prx: mpsc::UnboundedReceiver<ProducerMsg<Batch<T>>>,
+) -> Result<(), StageError> {
+    let mut batches = Batches {
+        cfg,
+        open: HashMap::new(),
+        deadlines: VecDeque::new(),
+        generation: 0,
+    };
+    let result = drive(&mut batches, &mut inbox, &mut crx, &mut outbox, &mut prx).await;
+    outbox.close(match &result {
+        Ok(()) => EndReason::Normal,
+        Err(e) => EndReason::Failed(e.clone()),
+    });
+    result
+}
+
+async fn drive<T: Send + 'static>(
+    batches: &mut Batches<T>,
+    inbox: &mut Inbox<Message<T>>,
+    crx: &mut mpsc::UnboundedReceiver<ConsumerMsg<Message<T>>>,
+    outbox: &mut Outbox<Batch<T>>,
+    prx: &mut mpsc::UnboundedReceiver<ProducerMsg<Batch<T>>>,
+) -> Result<(), StageError> {
+    let mut pending: VecDeque<(SubscriptionId, Vec<Message<T>>)> = VecDeque::new();
+    let mut stopping: Option<Result<(), StageError>> = None;
+    let mut downstream_open = true;
+    let mut out = Vec::new();
+    loop {
+        while let Ok(msg) = prx.try_recv() {
+            outbox.handle(msg)?;
+        }
+        // Take input only while no finished batch waits for a batch processor.
+        while outbox.is_empty() {
+            let Some((id, messages)) = pending.pop_front() else {
+                break;
+            };
+            let n = messages.len();
+            for m in messages {
+                batches.add(m, &mut out);
+            }
+            for b in out.drain(..) {
+                outbox.emit(vec![b])?;
+            }
+            inbox.handled(id, n);
+        }
+        if stopping.is_some() && pending.is_empty() {
+            batches.flush(&mut out);
+            for b in out.drain(..) {
+                outbox.emit(vec![b])?;
+            }
+            if outbox.is_empty() {
+                return stopping.unwrap_or(Ok(()));
+            }
+        }
+        let deadline = batches.next_deadline();
+        tokio::select! {
+            biased;
+            msg = prx.recv(), if downstream_open => match msg {
+                Some(msg) => {
+                    outbox.handle(msg)?;
+                }
+                None => downstream_open = false,
+            },
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                batches.expire(Instant::now(), &mut out);
+                for b in out.drain(..) {
+                    outbox.emit(vec![b])?;
+                }
+            },
+            msg = crx.recv(), if stopping.is_none() => match msg {
+                Some(ConsumerMsg::Events { id, events }) => pending.push_back((id, events)),
+                Some(other) => {
+                    if let Verdict::Stop(r) = inbox.control(other) {
+                        stopping = Some(r);
+                    }
+                }
+                None => stopping = Some(Ok(())),
+            },
+            else => return stopping.unwrap_or(Ok(())),
+        }
+    }
+}

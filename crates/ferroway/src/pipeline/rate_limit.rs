@@ -1,0 +1,46 @@
+//! A token bucket shared by all producers of a pipeline.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub(crate) struct RateLimiter {
+    allowed: usize,
+    interval: Duration,
+    // (tokens left in this interval, when the next interval starts)
+    state: Mutex<(usize, Instant)>,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(allowed: usize, interval: Duration) -> Self {
+        RateLimiter {
+            allowed,
+            interval,
+            state: Mutex::new((allowed, Instant::now() + interval)),
+        }
+    }
+
+    /// Takes up to `want` tokens, waiting for the next interval when none are left.
+    pub(crate) async fn acquire(&self, want: usize) -> usize {
+        loop {
+            let wait_until = {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                if now >= st.1 {
+                    // Whole intervals passed: start a fresh one aligned to the old grid.
+                    let behind = (now - st.1).as_nanos() / self.interval.as_nanos().max(1);
+                    st.1 += self.interval * (behind as u32 + 1);
+                    st.0 = self.allowed;
+                }
+                if st.0 > 0 {
+                    let n = want.min(st.0);
+                    st.0 -= n;
+                    return n;
+                }
+                st.1
+            };
+            tokio::time::sleep_until(wait_until).await;
+        }
+    }
+}
