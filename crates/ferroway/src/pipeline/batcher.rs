@@ -56,58 +56,81 @@ struct Open<T> {
 /// Open batches, by (batch key, partition).
 struct Batches<T> {
     cfg: Config<T>,
-    open: HashMap<(BatchKey, usize), Open<T>>,
+    // Most messages carry no batch key: their open batches sit in a vector by partition, so
+    // the hot path hashes nothing.
+    unkeyed: Vec<Option<Open<T>>>,
+    keyed: HashMap<(BatchKey, usize), Open<T>>,
     // Every batch has the same timeout, so creation order is deadline order.
     deadlines: VecDeque<(Instant, (BatchKey, usize), u64)>,
     generation: u64,
 }
 
 impl<T> Batches<T> {
+    fn new(cfg: Config<T>) -> Self {
+        let partitions = cfg.partition.as_ref().map_or(1, |p| p.0);
+        Batches {
+            cfg,
+            unkeyed: (0..partitions).map(|_| None).collect(),
+            keyed: HashMap::new(),
+            deadlines: VecDeque::new(),
+            generation: 0,
+        }
+    }
+
+    fn slot(&mut self, key: &BatchKey, partition: usize) -> Option<&mut Open<T>> {
+        match key {
+            BatchKey::Default => self.unkeyed[partition].as_mut(),
+            k => self.keyed.get_mut(&(k.clone(), partition)),
+        }
+    }
+
+    fn take(&mut self, key: &BatchKey, partition: usize) -> Option<Open<T>> {
+        match key {
+            BatchKey::Default => self.unkeyed[partition].take(),
+            k => self.keyed.remove(&(k.clone(), partition)),
+        }
+    }
+
     fn add(&mut self, m: Message<T>, out: &mut Vec<Batch<T>>) {
         let partition = match &self.cfg.partition {
             Some((n, f)) => (f(&m) % *n as u64) as usize,
             None => 0,
         };
-        let weight = match &self.cfg.size {
-            BatchSize::Count(_) => 1,
-            BatchSize::Weighted(_, f) => f(&m),
+        let (weight, max) = match &self.cfg.size {
+            BatchSize::Count(n) => (1, *n),
+            BatchSize::Weighted(n, f) => (f(&m), *n),
         };
-        let max = match &self.cfg.size {
-            BatchSize::Count(n) | BatchSize::Weighted(n, _) => *n,
-        };
-        let key = (m.batch_key().clone(), partition);
+        let key = m.batch_key();
         // A message that would overflow the open batch closes it first.
-        if let Some(open) = self.open.get(&key) {
-            if open.weight + weight > max && !open.messages.is_empty() {
-                let open = self.open.remove(&key).expect("checked above");
-                out.push(self.close(key.clone(), open, BatchTrigger::Size));
+        if self.slot(key, partition).is_some_and(|o| o.weight + weight > max && !o.messages.is_empty()) {
+            let key = key.clone();
+            if let Some(open) = self.take(&key, partition) {
+                out.push(self.close((key, partition), open, BatchTrigger::Size));
             }
         }
-        let open = match self.open.get_mut(&key) {
-            Some(o) => o,
-            None => {
-                self.generation += 1;
-                let started = Instant::now();
-                self.deadlines
-                    .push_back((started + self.cfg.timeout, key.clone(), self.generation));
-                let cap = if let BatchSize::Count(n) = self.cfg.size {
-                    n.min(4096)
-                } else {
-                    0
-                };
-                self.open.entry(key.clone()).or_insert(Open {
-                    messages: Vec::with_capacity(cap),
-                    weight: 0,
-                    started,
-                    generation: self.generation,
-                })
+        let key = m.batch_key();
+        if self.slot(key, partition).is_none() {
+            let key = key.clone();
+            self.generation += 1;
+            let started = Instant::now();
+            self.deadlines.push_back((started + self.cfg.timeout, (key.clone(), partition), self.generation));
+            let cap = if let BatchSize::Count(n) = self.cfg.size { n.min(4096) } else { 0 };
+            let open = Open { messages: Vec::with_capacity(cap), weight: 0, started, generation: self.generation };
+            match key {
+                BatchKey::Default => self.unkeyed[partition] = Some(open),
+                k => {
+                    self.keyed.insert((k, partition), open);
+                }
             }
-        };
+        }
+        let key = m.batch_key().clone();
+        let Some(open) = self.slot(&key, partition) else { return };
         open.messages.push(m);
         open.weight += weight;
         if open.weight >= max {
-            let open = self.open.remove(&key).expect("just inserted");
-            out.push(self.close(key, open, BatchTrigger::Size));
+            if let Some(open) = self.take(&key, partition) {
+                out.push(self.close((key, partition), open, BatchTrigger::Size));
+            }
         }
     }
 
@@ -135,17 +158,19 @@ impl<T> Batches<T> {
             let Some((_, key, generation)) = self.deadlines.pop_front() else {
                 break;
             };
-            if self.open.get(&key).is_some_and(|o| o.generation == generation) {
-                let open = self.open.remove(&key).expect("checked above");
-                out.push(self.close(key, open, BatchTrigger::Timeout));
+            if self.slot(&key.0, key.1).is_some_and(|o| o.generation == generation) {
+                if let Some(open) = self.take(&key.0, key.1) {
+                    out.push(self.close(key, open, BatchTrigger::Timeout));
+                }
             }
         }
     }
 
     fn next_deadline(&mut self) -> Option<Instant> {
         // Skip deadlines of batches already closed by size.
-        while let Some((_, key, generation)) = self.deadlines.front() {
-            if self.open.get(key).is_some_and(|o| o.generation == *generation) {
+        while let Some((_, (key, partition), generation)) = self.deadlines.front() {
+            let (key, partition, generation) = (key.clone(), *partition, *generation);
+            if self.slot(&key, partition).is_some_and(|o| o.generation == generation) {
                 break;
             }
             self.deadlines.pop_front();
@@ -155,8 +180,13 @@ impl<T> Batches<T> {
 
     fn flush(&mut self, out: &mut Vec<Batch<T>>) {
         self.deadlines.clear();
-        let open: Vec<_> = self.open.drain().collect();
-        for (key, o) in open {
+        for p in 0..self.unkeyed.len() {
+            if let Some(o) = self.unkeyed[p].take() {
+                out.push(self.close((BatchKey::Default, p), o, BatchTrigger::Flush));
+            }
+        }
+        let keyed: Vec<_> = self.keyed.drain().collect();
+        for (key, o) in keyed {
             out.push(self.close(key, o, BatchTrigger::Flush));
         }
     }
@@ -169,12 +199,7 @@ pub(crate) async fn run<T: Send + 'static>(
     mut outbox: Outbox<Batch<T>>,
     mut prx: mpsc::UnboundedReceiver<ProducerMsg<Batch<T>>>,
 ) -> Result<(), StageError> {
-    let mut batches = Batches {
-        cfg,
-        open: HashMap::new(),
-        deadlines: VecDeque::new(),
-        generation: 0,
-    };
+    let mut batches = Batches::new(cfg);
     let result = drive(&mut batches, &mut inbox, &mut crx, &mut outbox, &mut prx).await;
     outbox.close(match &result {
         Ok(()) => EndReason::Normal,

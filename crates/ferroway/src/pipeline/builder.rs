@@ -256,8 +256,9 @@ where
             let (ptx, prx) = mpsc::unbounded_channel();
             let outbox = (!batcher_names.is_empty()).then(|| {
                 let names = batcher_names.clone();
+                // One batcher: plain demand dispatch, no per-message routing.
                 let d = if names.len() == 1 {
-                    Dispatcher::partition(1, |_: &Message<H::Data>| Some(0))
+                    Dispatcher::demand()
                 } else {
                     Dispatcher::partition(names.len(), move |m: &Message<H::Data>| {
                         Some(
