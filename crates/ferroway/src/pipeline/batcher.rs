@@ -15,11 +15,14 @@ use crate::stage::inbox::{Inbox, Verdict};
 use crate::stage::outbox::Outbox;
 use crate::stage::{ConsumerMsg, EndReason, ProducerMsg, SubscriptionId};
 
+/// Measures a message (e.g. in bytes) or picks its partition.
+pub(crate) type MessageFn<T, R> = Arc<dyn Fn(&Message<T>) -> R + Send + Sync>;
+
 /// How big a batch may grow.
 pub(crate) enum BatchSize<T> {
     Count(usize),
     /// Up to `max` units as measured by the function (e.g. bytes).
-    Weighted(usize, Arc<dyn Fn(&Message<T>) -> usize + Send + Sync>),
+    Weighted(usize, MessageFn<T, usize>),
 }
 
 impl<T> Clone for BatchSize<T> {
@@ -43,7 +46,7 @@ pub(crate) struct Config<T> {
     pub(crate) size: BatchSize<T>,
     pub(crate) timeout: Duration,
     /// With `partition_by`: the batch processor each message's key belongs to.
-    pub(crate) partition: Option<(usize, Arc<dyn Fn(&Message<T>) -> u64 + Send + Sync>)>,
+    pub(crate) partition: Option<(usize, MessageFn<T, u64>)>,
 }
 
 struct Open<T> {
@@ -102,7 +105,10 @@ impl<T> Batches<T> {
         };
         let key = m.batch_key();
         // A message that would overflow the open batch closes it first.
-        if self.slot(key, partition).is_some_and(|o| o.weight + weight > max && !o.messages.is_empty()) {
+        if self
+            .slot(key, partition)
+            .is_some_and(|o| o.weight + weight > max && !o.messages.is_empty())
+        {
             let key = key.clone();
             if let Some(open) = self.take(&key, partition) {
                 out.push(self.close((key, partition), open, BatchTrigger::Size));
@@ -113,9 +119,19 @@ impl<T> Batches<T> {
             let key = key.clone();
             self.generation += 1;
             let started = Instant::now();
-            self.deadlines.push_back((started + self.cfg.timeout, (key.clone(), partition), self.generation));
-            let cap = if let BatchSize::Count(n) = self.cfg.size { n.min(4096) } else { 0 };
-            let open = Open { messages: Vec::with_capacity(cap), weight: 0, started, generation: self.generation };
+            self.deadlines
+                .push_back((started + self.cfg.timeout, (key.clone(), partition), self.generation));
+            let cap = if let BatchSize::Count(n) = self.cfg.size {
+                n.min(4096)
+            } else {
+                0
+            };
+            let open = Open {
+                messages: Vec::with_capacity(cap),
+                weight: 0,
+                started,
+                generation: self.generation,
+            };
             match key {
                 BatchKey::Default => self.unkeyed[partition] = Some(open),
                 k => {

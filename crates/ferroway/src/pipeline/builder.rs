@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::batcher::{self, Batch, BatchSize};
+use super::batcher::{self, Batch, BatchSize, MessageFn};
 use super::dead_letter::DeadLetterSink;
 use super::handle::{BatcherTopology, Pipeline, Topology};
 use super::handler::Handler;
@@ -22,7 +22,6 @@ use crate::resilience::{Backoff, Strategy, Supervisor};
 use crate::stage::outbox::Outbox;
 use crate::stage::{BufferKeep, CancelMode, ConsumerOptions, Dispatcher, Producer, StageTask, SubscribeOptions};
 
-type PartitionFn<T> = Arc<dyn Fn(&Message<T>) -> u64 + Send + Sync>;
 
 /// Placeholder producer type of a builder that has no producer yet.
 #[derive(Debug)]
@@ -37,7 +36,7 @@ pub struct PipelineBuilder<H: Handler, P = NoProducer> {
     producer_concurrency: usize,
     processors: Processors,
     batchers: Vec<Batcher<H::Data>>,
-    partition_by: Option<PartitionFn<H::Data>>,
+    partition_by: Option<MessageFn<H::Data, u64>>,
     rate_limit: Option<(usize, Duration)>,
     dead_letter: Option<Box<dyn DeadLetterSink<H::Data>>>,
     retry: Option<(Backoff, usize)>,

@@ -148,12 +148,17 @@ impl<T: Send + 'static> Pipeline<T> {
     pub async fn join(self) -> Result<(), PipelineError> {
         let name = self.name.clone();
         let supervisor = self.supervisor.clone();
+        let aborts: Vec<_> = self.tasks.iter().map(StageTask::abort_handle).collect();
         let stages = join_all(self.tasks);
         tokio::pin!(stages);
         let result = tokio::select! {
             r = &mut stages => r.map_err(|source| PipelineError::Stage { pipeline: name.clone(), source }),
             Err(source) = supervisor.wait() => {
-                // Producers are gone for good: what is in flight still finishes.
+                // Producers are gone for good. What is in flight is not acknowledged, so the
+                // source delivers it again to the next run (at-least-once).
+                for a in aborts {
+                    a.abort();
+                }
                 let _ = (&mut stages).await;
                 Err(PipelineError::Producers { pipeline: name.clone(), source })
             }

@@ -1,0 +1,527 @@
+//! The file sink: appends lines, and says when they are durable.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::FileError;
+use super::checkpoint::sync_dir;
+use crate::connector::record::{self, LineSink};
+use crate::connector::{self};
+use crate::error::BoxError;
+use crate::pipeline::{BoxFuture, DeadLetterSink, Message};
+
+/// When a [`FileSink`]'s writes are made durable (fsync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncPolicy {
+    /// Every write is fsynced before it returns. Concurrent writers (several batch processors)
+    /// each pay for their own fsync.
+    EveryWrite,
+    /// A background task fsyncs on this interval; writes return before, with a
+    /// [`WriteReceipt`] whose [`durable`](WriteReceipt::durable) resolves after the next fsync.
+    /// A handler that acknowledges only durable output awaits it, so its batch is acknowledged
+    /// up to one interval later — in exchange, concurrent batches share one fsync.
+    Interval(Duration),
+}
+
+/// How rotated files are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RotationNaming {
+    /// `out.log.1`, `out.log.2`, …: the number grows, so the highest is the newest.
+    Numbered,
+    /// `out.log.<unix milliseconds>`.
+    Timestamped,
+}
+
+/// Size-based rotation of a [`FileSink`]: before a write would take the file past
+/// `max_bytes`, the file is fsynced, renamed aside, and a new one started at the path. A single
+/// write larger than `max_bytes` goes whole into a file of its own: lines are never split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    max_bytes: u64,
+    naming: RotationNaming,
+}
+
+impl Rotation {
+    /// Rotate at `max_bytes`, numbered names.
+    pub fn max_bytes(max_bytes: u64) -> Self {
+        Rotation {
+            max_bytes: max_bytes.max(1),
+            naming: RotationNaming::Numbered,
+        }
+    }
+
+    /// How rotated files are named.
+    pub fn naming(mut self, naming: RotationNaming) -> Self {
+        self.naming = naming;
+        self
+    }
+}
+
+/// Options of a [`FileSink`].
+///
+/// ```
+/// use std::time::Duration;
+/// use ferroway::connector::file::{FileSinkOptions, Rotation, SyncPolicy};
+/// let opts = FileSinkOptions::new()
+///     .sync(SyncPolicy::Interval(Duration::from_millis(100)))
+///     .rotation(Rotation::max_bytes(64 << 20));
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileSinkOptions {
+    sync: SyncPolicy,
+    rotation: Option<Rotation>,
+    repair_torn_tail: bool,
+    name: Option<String>,
+}
+
+impl Default for FileSinkOptions {
+    fn default() -> Self {
+        FileSinkOptions {
+            sync: SyncPolicy::EveryWrite,
+            rotation: None,
+            repair_torn_tail: true,
+            name: None,
+        }
+    }
+}
+
+impl FileSinkOptions {
+    /// Defaults: fsync every write, no rotation, torn tails repaired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// When writes are made durable.
+    pub fn sync(mut self, policy: SyncPolicy) -> Self {
+        self.sync = policy;
+        self
+    }
+
+    /// Rotate by size.
+    pub fn rotation(mut self, rotation: Rotation) -> Self {
+        self.rotation = Some(rotation);
+        self
+    }
+
+    /// On open, cut an unterminated last line — the remains of a write torn by a crash, which
+    /// was never reported durable — so new lines do not glue onto it (default on).
+    pub fn repair_torn_tail(mut self, on: bool) -> Self {
+        self.repair_torn_tail = on;
+        self
+    }
+
+    /// The sink's name in logs and metrics (default: the file's name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// Appends lines to a file; usable from `handle_batch` (a cheap handle: clone it, share it
+/// between batch processors). Writes run on Tokio's blocking threads.
+///
+/// With the default [`SyncPolicy::EveryWrite`], [`write_batch`](Self::write_batch) returns
+/// once the lines are on disk, so a batch acknowledged after it is never lost.
+///
+/// ```
+/// use ferroway::connector::file::{FileSink, FileSinkOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let path = std::env::temp_dir().join(format!("ferroway-doc-sink-{}.log", std::process::id()));
+/// let sink = FileSink::open(&path, FileSinkOptions::new()).await?;
+/// sink.write_batch(["first", "second"]).await?;
+/// assert_eq!(std::fs::read_to_string(&path)?, "first\nsecond\n");
+/// # std::fs::remove_file(&path)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileSink {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    dir: PathBuf,
+    name: Arc<str>,
+    sync: SyncPolicy,
+    rotation: Option<Rotation>,
+    state: Mutex<State>,
+    /// Highest write sequence known durable, and whether the sink is poisoned.
+    synced: watch::Sender<(u64, bool)>,
+    bytes_written: metrics::Counter,
+    fsyncs: metrics::Counter,
+    rotations: metrics::Counter,
+}
+
+#[derive(Debug)]
+struct State {
+    file: File,
+    size: u64,
+    /// Sequence number of the last write.
+    written: u64,
+    next_index: u64,
+    poisoned: Option<String>,
+}
+
+/// Proof of a write to a [`FileSink`]; [`durable`](Self::durable) waits until it is on disk.
+#[derive(Debug)]
+#[must_use = "await `durable()` before acknowledging what was written"]
+pub struct WriteReceipt {
+    inner: Arc<Inner>,
+    seq: u64,
+}
+
+impl WriteReceipt {
+    /// Resolves once the write is durable: at once with [`SyncPolicy::EveryWrite`], after the
+    /// next background fsync with [`SyncPolicy::Interval`].
+    ///
+    /// # Errors
+    /// [`FileError::Poisoned`] if a write or fsync failed meanwhile.
+    pub async fn durable(self) -> Result<(), FileError> {
+        let mut rx = self.inner.synced.subscribe();
+        let (_, poisoned) = *rx
+            .wait_for(|&(s, p)| s >= self.seq || p)
+            .await
+            .expect("the sender lives in `inner`, which we hold");
+        if poisoned { Err(self.inner.poisoned()) } else { Ok(()) }
+    }
+}
+
+impl FileSink {
+    /// Opens (creating it if needed) `path` for appending.
+    ///
+    /// # Errors
+    /// The file or its directory cannot be opened, repaired or synced.
+    pub async fn open(path: impl AsRef<Path>, opts: FileSinkOptions) -> Result<FileSink, FileError> {
+        let path = path.as_ref().to_owned();
+        let sink = tokio::task::spawn_blocking(move || FileSink::open_blocking(path, opts))
+            .await
+            .map_err(|e| FileError::Io {
+                path: PathBuf::new(),
+                op: "open",
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        if let SyncPolicy::Interval(every) = sink.inner.sync {
+            spawn_syncer(Arc::downgrade(&sink.inner), every);
+        }
+        Ok(sink)
+    }
+
+    fn open_blocking(path: PathBuf, opts: FileSinkOptions) -> Result<FileSink, FileError> {
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .append(true)
+            .read(true)
+            .create(true)
+            .open(&path)
+            .map_err(FileError::io(&path, "open"))?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if !existed {
+            sync_dir(&dir)?;
+        }
+        let mut size = file.metadata().map_err(FileError::io(&path, "stat"))?.len();
+        if opts.repair_torn_tail && size > 0 {
+            size = repair_tail(&file, size, &path)?;
+        }
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let next_index = highest_index(&dir, &file_name) + 1;
+        let name: Arc<str> = opts.name.as_deref().unwrap_or(&file_name).into();
+        let label = name.to_string();
+        Ok(FileSink {
+            inner: Arc::new(Inner {
+                bytes_written: metrics::counter!(connector::BYTES_WRITTEN, "sink" => label.clone()),
+                fsyncs: metrics::counter!(connector::FSYNCS, "sink" => label.clone()),
+                rotations: metrics::counter!(connector::SINK_ROTATIONS, "sink" => label),
+                path,
+                dir,
+                name,
+                sync: opts.sync,
+                rotation: opts.rotation,
+                state: Mutex::new(State {
+                    file,
+                    size,
+                    written: 0,
+                    next_index,
+                    poisoned: None,
+                }),
+                synced: watch::Sender::new((0, false)),
+            }),
+        })
+    }
+
+    /// Appends each of `lines` followed by `\n` in one write. With [`SyncPolicy::EveryWrite`]
+    /// they are durable when this returns; otherwise await the receipt's
+    /// [`durable`](WriteReceipt::durable).
+    ///
+    /// # Errors
+    /// The write or fsync failed; the sink is unusable from then on ([`FileError::Poisoned`]).
+    pub async fn write_batch<I>(&self, lines: I) -> Result<WriteReceipt, FileError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let mut buf = Vec::new();
+        for l in lines {
+            buf.extend_from_slice(l.as_ref());
+            buf.push(b'\n');
+        }
+        self.write_bytes(buf).await
+    }
+
+    /// Appends `bytes` as they are, in one write (lines already terminated by `\n`, e.g.
+    /// serialized straight into one buffer).
+    ///
+    /// # Errors
+    /// As [`write_batch`](Self::write_batch).
+    pub async fn write_bytes(&self, bytes: Vec<u8>) -> Result<WriteReceipt, FileError> {
+        let inner = self.inner.clone();
+        let seq = tokio::task::spawn_blocking(move || inner.write(&bytes))
+            .await
+            .map_err(|e| self.inner.fail("write", std::io::Error::other(e.to_string())))??;
+        Ok(WriteReceipt {
+            inner: self.inner.clone(),
+            seq,
+        })
+    }
+
+    /// Makes everything written so far durable now.
+    ///
+    /// # Errors
+    /// The fsync failed, now or earlier.
+    pub async fn sync(&self) -> Result<(), FileError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.sync_now())
+            .await
+            .map_err(|e| self.inner.fail("sync", std::io::Error::other(e.to_string())))?
+    }
+
+    /// The file written to.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self, bytes: &[u8]) -> Result<u64, FileError> {
+        let mut st = self.state();
+        if let Some(reason) = &st.poisoned {
+            return Err(self.poisoned_with(reason));
+        }
+        if let Some(r) = self.rotation {
+            if st.size > 0 && st.size + bytes.len() as u64 > r.max_bytes {
+                self.rotate(&mut st, r.naming)?;
+            }
+        }
+        if let Err(e) = st.file.write_all(bytes) {
+            return Err(self.poison(&mut st, "write", e));
+        }
+        st.size += bytes.len() as u64;
+        st.written += 1;
+        self.bytes_written.increment(bytes.len() as u64);
+        let seq = st.written;
+        if self.sync == SyncPolicy::EveryWrite {
+            self.fsync(&mut st)?;
+        }
+        Ok(seq)
+    }
+
+    /// fsync under the state lock, then publish what it covered.
+    fn fsync(&self, st: &mut State) -> Result<(), FileError> {
+        let seq = st.written;
+        if self.synced.borrow().0 >= seq {
+            return Ok(());
+        }
+        if let Err(e) = st.file.sync_data() {
+            return Err(self.poison(st, "sync", e));
+        }
+        self.fsyncs.increment(1);
+        self.synced.send_modify(|s| s.0 = s.0.max(seq));
+        Ok(())
+    }
+
+    fn sync_now(&self) -> Result<(), FileError> {
+        let mut st = self.state();
+        if let Some(reason) = &st.poisoned {
+            return Err(self.poisoned_with(reason));
+        }
+        self.fsync(&mut st)
+    }
+
+    fn rotate(&self, st: &mut State, naming: RotationNaming) -> Result<(), FileError> {
+        // Whatever is in the old file must be durable before it leaves the path.
+        self.fsync(st)?;
+        let base = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let aside = match naming {
+            RotationNaming::Numbered => {
+                st.next_index += 1;
+                self.dir.join(format!("{base}.{}", st.next_index - 1))
+            }
+            RotationNaming::Timestamped => {
+                let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                let mut p = self.dir.join(format!("{base}.{ms}"));
+                let mut k = 1;
+                while p.exists() {
+                    p = self.dir.join(format!("{base}.{ms}-{k}"));
+                    k += 1;
+                }
+                p
+            }
+        };
+        if let Err(e) = fs::rename(&self.path, &aside) {
+            return Err(self.poison(st, "rotate", e));
+        }
+        let file = OpenOptions::new().append(true).read(true).create(true).open(&self.path);
+        match file {
+            Ok(f) => st.file = f,
+            Err(e) => return Err(self.poison(st, "open after rotation", e)),
+        }
+        st.size = 0;
+        if let Err(e) = sync_dir(&self.dir) {
+            st.poisoned = Some(e.to_string());
+            self.synced.send_modify(|s| s.1 = true);
+            return Err(e);
+        }
+        self.rotations.increment(1);
+        info!(sink = %self.name, rotated = %aside.display(), "rotated");
+        Ok(())
+    }
+
+    /// Records the first failure: after a failed write or fsync, what the file holds is
+    /// unknown (Linux may drop unsynced pages), so nothing more is reported durable.
+    fn poison(&self, st: &mut State, op: &'static str, e: std::io::Error) -> FileError {
+        warn!(sink = %self.name, path = %self.path.display(), op, error = %e, "file sink failed; it reports nothing durable from now on");
+        st.poisoned.get_or_insert_with(|| format!("{op}: {e}"));
+        self.synced.send_modify(|s| s.1 = true);
+        FileError::Io {
+            path: self.path.clone(),
+            op,
+            source: e,
+        }
+    }
+
+    fn fail(&self, op: &'static str, e: std::io::Error) -> FileError {
+        let mut st = self.state();
+        self.poison(&mut st, op, e)
+    }
+
+    fn poisoned(&self) -> FileError {
+        let reason = self.state().poisoned.clone().unwrap_or_default();
+        self.poisoned_with(&reason)
+    }
+
+    fn poisoned_with(&self, reason: &str) -> FileError {
+        FileError::Poisoned {
+            path: self.path.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Interval mode may hold unsynced writes; the last handle going away makes them durable.
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if st.poisoned.is_none() && self.synced.borrow().0 < st.written {
+            if let Err(e) = st.file.sync_data() {
+                warn!(sink = %self.name, error = %e, "final fsync failed");
+            }
+        }
+    }
+}
+
+fn spawn_syncer(inner: Weak<Inner>, every: Duration) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(inner) = inner.upgrade() else { return };
+            if inner.synced.borrow().1 {
+                return;
+            }
+            let due = inner.state().written > inner.synced.borrow().0;
+            if due {
+                let name = inner.name.clone();
+                match tokio::task::spawn_blocking(move || inner.sync_now()).await {
+                    Ok(Ok(())) => {}
+                    // Poisoned: the receipts waiting learn it through `synced`.
+                    Ok(Err(e)) => warn!(sink = %name, error = %e, "background fsync failed"),
+                    Err(e) => warn!(sink = %name, error = %e, "background fsync did not run"),
+                }
+            }
+        }
+    });
+}
+
+/// Cuts an unterminated last line; returns the new size.
+fn repair_tail(file: &File, size: u64, path: &Path) -> Result<u64, FileError> {
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, size - 1).map_err(FileError::io(path, "read"))?;
+    if last[0] == b'\n' {
+        return Ok(size);
+    }
+    let mut end = size;
+    let mut buf = vec![0u8; 64 * 1024];
+    let keep = loop {
+        if end == 0 {
+            break 0;
+        }
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start).map_err(FileError::io(path, "read"))?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        end = start;
+    };
+    file.set_len(keep).map_err(FileError::io(path, "truncate torn tail"))?;
+    file.sync_all().map_err(FileError::io(path, "sync"))?;
+    warn!(path = %path.display(), cut = size - keep, "cut an unterminated last line (a write torn by a crash)");
+    Ok(keep)
+}
+
+/// The highest `N` among files named `<base>.N` in `dir` (0 if none).
+fn highest_index(dir: &Path, base: &str) -> u64 {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let prefix = format!("{base}.");
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            name.strip_prefix(&prefix)?.parse::<u64>().ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+impl LineSink for FileSink {
+    fn append_durable(&self, lines: Vec<u8>) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async move {
+            self.write_bytes(lines).await?.durable().await?;
+            Ok(())
+        })
+    }
+}
+
+/// Dead letters of byte-like data, one JSON record per line (see
+/// [`DeadLetterWriter`](crate::connector::DeadLetterWriter) for other data types).
+impl<T: AsRef<[u8]> + Send + 'static> DeadLetterSink<T> for FileSink {
+    fn send(&self, messages: Vec<Message<T>>) -> BoxFuture<'_, Result<(), BoxError>> {
+        record::send_bytes(self, messages)
+    }
+}
