@@ -80,7 +80,7 @@ impl Processors {
 /// use ferroway::pipeline::Batcher;
 /// // Batches of at most 1 MiB of payload, or whatever arrived within 2 seconds.
 /// let b: Batcher<Vec<u8>> = Batcher::new("s3")
-///     .batch_size_by(1 << 20, |m| m.data().len())
+///     .batch_size_by(1 << 20, |m: &ferroway::pipeline::Message<Vec<u8>>| m.data().len())
 ///     .batch_timeout(Duration::from_secs(2))
 ///     .concurrency(4);
 /// # let _ = b;
