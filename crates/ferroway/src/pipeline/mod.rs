@@ -66,6 +66,7 @@ mod producer;
 mod rate_limit;
 mod shared;
 pub mod testing;
+mod watermark;
 
 pub use ack::{AckToken, Acknowledger, Acks, FailedAck};
 pub use builder::{NoProducer, PipelineBuilder};
@@ -74,3 +75,4 @@ pub use handle::{BatcherTopology, Pipeline, PipelineError, ShutdownReport, Topol
 pub use handler::{BatchInfo, BatchTrigger, Handler};
 pub use message::{BatchKey, Message, OnFailure};
 pub use options::{Batcher, ConfigError, Processors};
+pub use watermark::Watermark;
