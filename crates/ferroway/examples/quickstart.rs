@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferroway::BoxError;
-use ferroway::pipeline::{AckToken, Acknowledger, Acks, BatchInfo, BatchKey, Batcher, Handler, Message, Pipeline, Processors};
+use ferroway::pipeline::{
+    AckToken, Acknowledger, Acks, BatchInfo, BatchKey, Batcher, Handler, Message, Pipeline, Processors,
+};
 use ferroway::stage::{Emit, Producer};
 use tokio::sync::mpsc;
 
@@ -52,7 +54,11 @@ impl Producer for Orders {
             })
             .collect();
         self.next = end;
-        Ok(if end == self.total { Emit::Done(events) } else { Emit::Events(events) })
+        Ok(if end == self.total {
+            Emit::Done(events)
+        } else {
+            Emit::Events(events)
+        })
     }
 }
 
@@ -70,7 +76,9 @@ impl Handler for Shop {
         let (Some(id), Some(country), Some(amount)) = (fields.next(), fields.next(), fields.next()) else {
             return Err("expected id,country,amount".into());
         };
-        let cents: u64 = amount.parse().map_err(|e| format!("order {id}: bad amount {amount:?}: {e}"))?;
+        let cents: u64 = amount
+            .parse()
+            .map_err(|e| format!("order {id}: bad amount {amount:?}: {e}"))?;
         if cents == 0 {
             m.discard(); // nothing to bill: acknowledged, not batched
             return Ok(());
@@ -84,7 +92,9 @@ impl Handler for Shop {
 
     /// One file append per batch: runs in the batch processors.
     async fn handle_batch(&self, batch: &mut [Message<String>], info: &BatchInfo) -> Result<(), BoxError> {
-        let BatchKey::Str(country) = &info.batch_key else { return Err("batch without a country".into()) };
+        let BatchKey::Str(country) = &info.batch_key else {
+            return Err("batch without a country".into());
+        };
         let mut out = Vec::with_capacity(batch.len() * 48);
         for m in batch.iter() {
             out.extend_from_slice(m.data().as_bytes());
@@ -92,7 +102,11 @@ impl Handler for Shop {
         }
         let path = self.dir.join(format!("orders-{country}.ndjson"));
         tokio::task::spawn_blocking(move || {
-            std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(&out)
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?
+                .write_all(&out)
         })
         .await??;
         self.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -102,11 +116,18 @@ impl Handler for Shop {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let total: u64 = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(1_000_000);
+    let total: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
     let dir = std::env::temp_dir().join(format!("ferroway-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let tally = Arc::new(Tally::default());
-    let shop = Shop { dir: dir.clone(), written: AtomicU64::new(0) };
+    let shop = Shop {
+        dir: dir.clone(),
+        written: AtomicU64::new(0),
+    };
     let (dead_tx, mut dead_rx) = mpsc::channel::<Message<String>>(1024);
     let dead = tokio::spawn(async move {
         let mut n = 0u64;
@@ -122,9 +143,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let t = tally.clone();
     let pipeline = Pipeline::builder("quickstart", shop)
-        .producer(move || Orders { next: 0, total, tally: t.clone() })
+        .producer(move || Orders {
+            next: 0,
+            total,
+            tally: t.clone(),
+        })
         .processors(Processors::new().concurrency(2))
-        .batcher(Batcher::new("files").batch_size(1_000).batch_timeout(Duration::from_millis(100)).concurrency(2))
+        .batcher(
+            Batcher::new("files")
+                .batch_size(1_000)
+                .batch_timeout(Duration::from_millis(100))
+                .concurrency(2),
+        )
         .dead_letter(dead_tx)
         .start()
         .await?;
@@ -136,7 +166,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             loop {
                 tokio::time::sleep(Duration::from_millis(if tty { 100 } else { 1000 })).await;
                 let acked = tally.acked.load(Ordering::Relaxed);
-                let line = format!("{acked} / {total} acknowledged ({:.1}%)", acked as f64 * 100.0 / total as f64);
+                let line = format!(
+                    "{acked} / {total} acknowledged ({:.1}%)",
+                    acked as f64 * 100.0 / total as f64
+                );
                 if tty {
                     eprint!("\r{line}   ");
                 } else {
@@ -152,10 +185,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let acked = tally.acked.load(Ordering::Relaxed);
     println!();
     println!("messages in:     {total}");
-    println!("acknowledged:    {acked} ({} failed)", tally.failed.load(Ordering::Relaxed));
+    println!(
+        "acknowledged:    {acked} ({} failed)",
+        tally.failed.load(Ordering::Relaxed)
+    );
     println!("dead-lettered:   {dead_lettered}");
     println!("elapsed:         {:.2?}", elapsed);
-    println!("throughput:      {:.0} messages/s", total as f64 / elapsed.as_secs_f64());
+    println!(
+        "throughput:      {:.0} messages/s",
+        total as f64 / elapsed.as_secs_f64()
+    );
     println!("output:          {}", dir.display());
     if acked != total {
         return Err(format!("{} messages were not acknowledged", total - acked).into());

@@ -16,12 +16,18 @@ use ferroway::stage::{Emit, Producer};
 struct Count {
     ok: AtomicU64,
     failed: AtomicU64,
+    /// How many were acknowledged when `flush` ran (once per flush).
+    flushed_at: Mutex<Vec<u64>>,
 }
 
 impl Acknowledger for Count {
     fn ack(&self, acks: Acks) {
         self.ok.fetch_add(acks.successful.len() as u64, Ordering::SeqCst);
         self.failed.fetch_add(acks.failed.len() as u64, Ordering::SeqCst);
+    }
+
+    fn flush(&self) -> ferroway::pipeline::BoxFuture<'_, ()> {
+        Box::pin(async move { self.flushed_at.lock().unwrap().push(self.ok.load(Ordering::SeqCst)) })
     }
 }
 

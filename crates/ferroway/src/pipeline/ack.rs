@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::dead_letter::BoxFuture;
 use super::message::{Message, OnFailure};
 
 /// Connector-defined data identifying one message to its acknowledger: two words, e.g.
@@ -53,6 +54,14 @@ pub struct Acks {
 pub trait Acknowledger: Send + Sync + 'static {
     /// Acknowledges a group of messages.
     fn ack(&self, acks: Acks);
+
+    /// Called once the pipeline has drained (after [`Pipeline::stop`](crate::pipeline::Pipeline::stop)
+    /// or when it finished by itself), for every acknowledger that received acknowledgements:
+    /// complete the work `ack` handed off (send the last acknowledgements, commit the last
+    /// offsets) before the process exits.
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 struct Noop;
@@ -105,10 +114,35 @@ impl AckGroups {
         }
     }
 
-    /// Makes one `ack` call per acknowledger.
-    pub(crate) fn send(self) {
+    /// Makes one `ack` call per acknowledger, remembering each in `seen` (if given) so it can
+    /// be flushed when the pipeline stops.
+    pub(crate) fn send(self, seen: Option<&Ackers>) {
         for (acker, acks) in self.groups {
             acker.ack(acks);
+            if let Some(seen) = seen {
+                seen.remember(&acker);
+            }
+        }
+    }
+}
+
+/// Every acknowledger a pipeline has acknowledged through, to flush when it stops.
+#[derive(Default)]
+pub(crate) struct Ackers(std::sync::Mutex<Vec<Arc<dyn Acknowledger>>>);
+
+impl Ackers {
+    fn remember(&self, acker: &Arc<dyn Acknowledger>) {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !all.iter().any(|a| same(a, acker)) {
+            all.push(acker.clone());
+        }
+    }
+
+    /// Flushes every acknowledger seen so far.
+    pub(crate) async fn flush(&self) {
+        let all: Vec<_> = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for a in all {
+            a.flush().await;
         }
     }
 }
@@ -121,7 +155,7 @@ pub(crate) fn ack_failed<T>(messages: impl IntoIterator<Item = Message<T>>, reas
         let on_failure = m.on_failure();
         groups.add(m.ack, Some((reason.clone(), on_failure)));
     }
-    groups.send();
+    groups.send(None);
 }
 
 /// Same acknowledger object (data pointers only: vtables may be duplicated across crates).

@@ -22,7 +22,6 @@ use crate::resilience::{Backoff, Strategy, Supervisor};
 use crate::stage::outbox::Outbox;
 use crate::stage::{BufferKeep, CancelMode, ConsumerOptions, Dispatcher, Producer, StageTask, SubscribeOptions};
 
-
 /// Placeholder producer type of a builder that has no producer yet.
 #[derive(Debug)]
 pub struct NoProducer;
@@ -410,6 +409,7 @@ where
         Ok(Pipeline::new(
             name,
             shared.in_flight.clone(),
+            shared.ackers.clone(),
             supervisor,
             tasks,
             registry,

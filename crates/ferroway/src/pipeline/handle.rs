@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::ack::Ackers;
 use super::producer::Registry;
 use crate::error::StageError;
 use crate::resilience::{SupervisorError, SupervisorHandle};
@@ -79,6 +80,7 @@ pub struct ShutdownReport {
 pub struct Pipeline<T> {
     name: Arc<str>,
     in_flight: Arc<AtomicI64>,
+    ackers: Arc<Ackers>,
     supervisor: SupervisorHandle,
     tasks: Vec<StageTask>,
     pub(crate) registry: Registry<T>,
@@ -99,6 +101,7 @@ impl<T: Send + 'static> Pipeline<T> {
     pub(crate) fn new(
         name: Arc<str>,
         in_flight: Arc<AtomicI64>,
+        ackers: Arc<Ackers>,
         supervisor: SupervisorHandle,
         tasks: Vec<StageTask>,
         registry: Registry<T>,
@@ -108,6 +111,7 @@ impl<T: Send + 'static> Pipeline<T> {
         Pipeline {
             name,
             in_flight,
+            ackers,
             supervisor,
             tasks,
             registry,
@@ -146,6 +150,7 @@ impl<T: Send + 'static> Pipeline<T> {
 
     /// Waits until the pipeline stops by itself (its producers finished) or fails.
     pub async fn join(self) -> Result<(), PipelineError> {
+        let ackers = self.ackers.clone();
         let name = self.name.clone();
         let supervisor = self.supervisor.clone();
         let aborts: Vec<_> = self.tasks.iter().map(StageTask::abort_handle).collect();
@@ -164,6 +169,8 @@ impl<T: Send + 'static> Pipeline<T> {
             }
         };
         let _ = supervisor.shutdown().await;
+        // Everything is acknowledged: let acknowledgers finish what they handed off.
+        ackers.flush().await;
         result
     }
 

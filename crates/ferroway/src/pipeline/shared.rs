@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use futures_util::FutureExt;
 use tracing::warn;
 
-use super::ack::AckGroups;
+use super::ack::{AckGroups, Ackers};
 use super::dead_letter::{DeadLetterInfo, DeadLetterSink};
 use super::handler::Handler;
 use super::message::Message;
@@ -23,6 +23,7 @@ pub(crate) struct Shared<H: Handler> {
     pub(crate) retry: Option<(Backoff, usize)>,
     /// Messages emitted by producers and not yet acknowledged.
     pub(crate) in_flight: Arc<AtomicI64>,
+    pub(crate) ackers: Arc<Ackers>,
     acked_ok: metrics::Counter,
     acked_failed: metrics::Counter,
     dead_lettered: metrics::Counter,
@@ -47,6 +48,7 @@ impl<H: Handler> Shared<H> {
             dead_letter,
             retry,
             in_flight: Arc::new(AtomicI64::new(0)),
+            ackers: Arc::default(),
         }
     }
 
@@ -72,7 +74,7 @@ impl<H: Handler> Shared<H> {
         for m in messages {
             groups.add(m.ack, None);
         }
-        groups.send();
+        groups.send(Some(&self.ackers));
         let now = self.in_flight.fetch_sub(n as i64, Ordering::Relaxed) - n as i64;
         self.in_flight_gauge.set(now as f64);
     }

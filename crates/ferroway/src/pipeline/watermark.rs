@@ -33,13 +33,19 @@ pub struct Watermark {
 impl Watermark {
     /// Starts at `position`: nothing below it is tracked.
     pub fn new(position: u64) -> Self {
-        Watermark { committable: position, ranges: VecDeque::new() }
+        Watermark {
+            committable: position,
+            ranges: VecDeque::new(),
+        }
     }
 
     /// Records a message occupying `[start, end)`, emitted after every one tracked before.
     /// A gap (e.g. compacted offsets) between ranges counts as done.
     pub fn track(&mut self, start: u64, end: u64) {
-        debug_assert!(self.ranges.back().is_none_or(|r| r.1 <= start), "ranges must be tracked in order");
+        debug_assert!(
+            self.ranges.back().is_none_or(|r| r.1 <= start),
+            "ranges must be tracked in order"
+        );
         if self.ranges.is_empty() && start > self.committable {
             self.committable = start;
         }
@@ -49,7 +55,9 @@ impl Watermark {
     /// Marks the message starting at `start` done. Returns false if it is not tracked
     /// (already completed, or never tracked).
     pub fn complete(&mut self, start: u64) -> bool {
-        let Ok(i) = self.ranges.binary_search_by_key(&start, |r| r.0) else { return false };
+        let Ok(i) = self.ranges.binary_search_by_key(&start, |r| r.0) else {
+            return false;
+        };
         if self.ranges[i].2 {
             return false;
         }
