@@ -406,15 +406,15 @@ where
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        Ok(Pipeline::new(
+        Ok(Pipeline {
             name,
-            shared.in_flight.clone(),
-            shared.ackers.clone(),
+            in_flight: shared.in_flight.clone(),
+            ackers: shared.ackers.clone(),
             supervisor,
             tasks,
             registry,
             topology,
-            self.shutdown_timeout,
-        ))
+            shutdown_timeout: self.shutdown_timeout,
+        })
     }
 }

@@ -78,14 +78,71 @@ pub struct ShutdownReport {
 ///
 /// See the [module documentation](crate::pipeline) for a complete example.
 pub struct Pipeline<T> {
-    name: Arc<str>,
-    in_flight: Arc<AtomicI64>,
-    ackers: Arc<Ackers>,
-    supervisor: SupervisorHandle,
-    tasks: Vec<StageTask>,
+    pub(crate) name: Arc<str>,
+    pub(crate) in_flight: Arc<AtomicI64>,
+    pub(crate) ackers: Arc<Ackers>,
+    pub(crate) supervisor: SupervisorHandle,
+    pub(crate) tasks: Vec<StageTask>,
     pub(crate) registry: Registry<T>,
-    topology: Topology,
-    shutdown_timeout: Duration,
+    pub(crate) topology: Topology,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl<T> std::fmt::Debug for Pipeline<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.name)
+            .field("topology", &self.topology)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> Pipeline<T> {
+    /// The pipeline's name.
+        pipeline: Arc<str>,
+        /// What failed.
+        source: StageError,
+    },
+    /// Producers kept crashing beyond the restart limit.
+    #[error("pipeline `{pipeline}`: producers failed: {source}")]
+    Producers {
+        /// The pipeline's name.
+        pipeline: Arc<str>,
+        /// The supervisor's report.
+        source: SupervisorError,
+    },
+    /// Draining took longer than the shutdown timeout; the pipeline was stopped anyway.
+    #[error("pipeline `{pipeline}`: shutdown timed out after {timeout:?} with {unacked} messages unacknowledged")]
+    ShutdownTimeout {
+        /// The pipeline's name.
+        pipeline: Arc<str>,
+        /// The timeout that passed.
+        timeout: Duration,
+        /// Messages emitted by producers and never acknowledged; their source will deliver
+        /// them again (at-least-once).
+        unacked: u64,
+    },
+}
+
+/// What a graceful stop achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// How long draining took.
+    pub elapsed: Duration,
+}
+
+/// A running pipeline. Build one with [`Pipeline::builder`].
+///
+/// See the [module documentation](crate::pipeline) for a complete example.
+pub struct Pipeline<T> {
+    pub(crate) name: Arc<str>,
+    pub(crate) in_flight: Arc<AtomicI64>,
+    pub(crate) ackers: Arc<Ackers>,
+    pub(crate) supervisor: SupervisorHandle,
+    pub(crate) tasks: Vec<StageTask>,
+    pub(crate) registry: Registry<T>,
+    pub(crate) topology: Topology,
+    pub(crate) shutdown_timeout: Duration,
 }
 
 impl<T> std::fmt::Debug for Pipeline<T> {
