@@ -74,13 +74,13 @@ impl Handler for Picky {
 
     async fn handle_message(&self, m: &mut Message<u64>) -> Result<(), BoxError> {
         let v = *m.data();
-        if v % 13 == 0 {
+        if v.is_multiple_of(13) {
             m.discard();
-        } else if v % 11 == 0 {
+        } else if v.is_multiple_of(11) {
             panic!("cannot handle {v}");
-        } else if v % 7 == 0 {
+        } else if v.is_multiple_of(7) {
             return Err(format!("{v} is a multiple of 7").into());
-        } else if v % 5 == 0 {
+        } else if v.is_multiple_of(5) {
             m.fail("five");
             m.configure_ack(OnFailure::Reject);
         }

@@ -26,7 +26,7 @@ impl Handler for Recorder {
         if v >= 1_000 {
             m.put_batcher("big");
         }
-        m.put_batch_key(if v % 2 == 0 { "even" } else { "odd" });
+        m.put_batch_key(if v.is_multiple_of(2) { "even" } else { "odd" });
         Ok(())
     }
 

@@ -21,7 +21,7 @@ struct Sometimes;
 impl Handler for Sometimes {
     type Data = u64;
     async fn handle_message(&self, m: &mut Message<u64>) -> Result<(), BoxError> {
-        if m.data() % 4 == 0 {
+        if m.data().is_multiple_of(4) {
             return Err(format!("{} is divisible by 4", m.data()).into());
         }
         Ok(())
@@ -126,7 +126,7 @@ impl Handler for Flaky {
             *n += 1;
             *n
         };
-        if v % 2 == 0 && n <= self.fails {
+        if v.is_multiple_of(2) && n <= self.fails {
             if v == 4 {
                 panic!("attempt {n} of 4 panics");
             }

@@ -81,7 +81,9 @@ async fn broadcast_sends_every_event_to_every_consumer_at_the_pace_of_the_slowes
         .unwrap();
     ce.subscribe_to(
         &p,
-        SubscribeOptions::new().max_demand(20).selector(|e: &u64| e % 2 == 0),
+        SubscribeOptions::new()
+            .max_demand(20)
+            .selector(|e: &u64| e.is_multiple_of(2)),
     )
     .await
     .unwrap();
@@ -101,7 +103,7 @@ async fn broadcast_sends_every_event_to_every_consumer_at_the_pace_of_the_slowes
 #[tokio::test(start_paused = true)]
 async fn partition_dispatcher_routes_each_key_to_one_consumer_in_order() {
     // Key = event % 4; multiples of 10 are discarded.
-    let d = Dispatcher::partition(4, |e: &u64| (e % 10 != 0).then_some((e % 4) as usize));
+    let d = Dispatcher::partition(4, |e: &u64| (!e.is_multiple_of(10)).then_some((e % 4) as usize));
     let (range, go) = Range::gated(0, 2_000);
     let p = stage::start_producer(range, ProducerOptions::new().dispatcher(d));
     let parts: Vec<Collect> = (0..4)

@@ -287,7 +287,7 @@ async fn consumer_supervisor_never_runs_more_than_max_demand_tasks() {
                 tokio::time::sleep(Duration::from_millis(1 + e % 7)).await;
                 r.fetch_sub(1, Ordering::SeqCst);
                 d.fetch_add(1, Ordering::SeqCst);
-                if e % 50 == 0 {
+                if e.is_multiple_of(50) {
                     panic!("task {e} panics; the others carry on");
                 }
                 Ok(())

@@ -143,10 +143,10 @@ impl<T> Batches<T> {
         let Some(open) = self.slot(&key, partition) else { return };
         open.messages.push(m);
         open.weight += weight;
-        if open.weight >= max {
-            if let Some(open) = self.take(&key, partition) {
-                out.push(self.close((key, partition), open, BatchTrigger::Size));
-            }
+        if open.weight >= max
+            && let Some(open) = self.take(&key, partition)
+        {
+            out.push(self.close((key, partition), open, BatchTrigger::Size));
         }
     }
 
@@ -174,10 +174,10 @@ impl<T> Batches<T> {
             let Some((_, key, generation)) = self.deadlines.pop_front() else {
                 break;
             };
-            if self.slot(&key.0, key.1).is_some_and(|o| o.generation == generation) {
-                if let Some(open) = self.take(&key.0, key.1) {
-                    out.push(self.close(key, open, BatchTrigger::Timeout));
-                }
+            if self.slot(&key.0, key.1).is_some_and(|o| o.generation == generation)
+                && let Some(open) = self.take(&key.0, key.1)
+            {
+                out.push(self.close(key, open, BatchTrigger::Timeout));
             }
         }
     }

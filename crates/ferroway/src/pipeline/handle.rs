@@ -191,10 +191,10 @@ impl<T: Send + 'static> Pipeline<T> {
 async fn join_all(tasks: Vec<StageTask>) -> Result<(), StageError> {
     let mut first = Ok(());
     for t in tasks {
-        if let Err(e) = t.join().await {
-            if first.is_ok() {
-                first = Err(e);
-            }
+        if let Err(e) = t.join().await
+            && first.is_ok()
+        {
+            first = Err(e);
         }
     }
     first

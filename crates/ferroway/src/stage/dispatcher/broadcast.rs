@@ -69,10 +69,10 @@ impl<T: Send> Dispatch<T> for BroadcastDispatcher<T> {
                     None => c.iter().map(self.clone).collect(),
                 }
             };
-            if i == last {
-                if let Some(sel) = &sub.selector {
-                    mine.retain(|e| sel(e));
-                }
+            if i == last
+                && let Some(sel) = &sub.selector
+            {
+                mine.retain(|e| sel(e));
             }
             let n = mine.len();
             if n == 0 {

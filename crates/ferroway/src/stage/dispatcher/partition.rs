@@ -44,25 +44,25 @@ impl<T> PartitionDispatcher<T> {
     /// Sends up to the partition's demand from `events`; queues the rest.
     fn deliver(&mut self, p: usize, mut events: Vec<T>) {
         let part = &mut self.parts[p];
-        if part.demand > 0 {
-            if let Some(link) = &part.sub {
-                let k = part.demand.min(events.len());
-                let chunk = take_front(&mut events, k);
-                match link.send(chunk) {
-                    Ok(()) => {
-                        part.demand -= k;
-                        self.total -= k;
+        if part.demand > 0
+            && let Some(link) = &part.sub
+        {
+            let k = part.demand.min(events.len());
+            let chunk = take_front(&mut events, k);
+            match link.send(chunk) {
+                Ok(()) => {
+                    part.demand -= k;
+                    self.total -= k;
+                }
+                Err(chunk) => {
+                    // Consumer gone: keep its events for the next subscriber of the partition.
+                    for e in chunk.into_iter().rev() {
+                        part.queue.push_front(e);
                     }
-                    Err(chunk) => {
-                        // Consumer gone: keep its events for the next subscriber of the partition.
-                        for e in chunk.into_iter().rev() {
-                            part.queue.push_front(e);
-                        }
-                        self.total -= part.demand;
-                        part.demand = 0;
-                        if let Some(l) = part.sub.take() {
-                            l.forget()
-                        }
+                    self.total -= part.demand;
+                    part.demand = 0;
+                    if let Some(l) = part.sub.take() {
+                        l.forget()
                     }
                 }
             }

@@ -1,0 +1,327 @@
+//! Options of the source and the sink, in Redis Streams' own terms, validated up front.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferroway::resilience::{Backoff, Jitter};
+
+use crate::error::OptionsError;
+
+/// A Redis URL (`redis://[user[:password]@]host[:port][/db]`, or `rediss://` with the `tls`
+/// feature). Its password never appears in `Debug`, `Display`, logs or errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(Arc<str>);
+
+impl RedisUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisUrl(url.into().into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let s = &*self.0;
+        let Some(scheme_end) = s.find("://").map(|i| i + 3) else {
+            return s.to_owned();
+        };
+        let rest = &s[scheme_end..];
+        let Some(at) = rest.rfind('@') else { return s.to_owned() };
+        let userinfo = &rest[..at];
+        let user = userinfo.split(':').next().unwrap_or("");
+        let masked = if userinfo.contains(':') {
+            format!("{user}:***")
+        } else {
+            "***".to_owned()
+        };
+        format!("{}{masked}{}", &s[..scheme_end], &rest[at..])
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({:?})", self.redacted())
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Where a newly created consumer group starts reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartId {
+    /// From the first entry of the stream (`0`).
+    Beginning,
+    /// Only entries added after the group is created (`$`).
+    NewOnly,
+    /// After this entry id.
+    After(String),
+}
+
+impl StartId {
+    pub(crate) fn as_arg(&self) -> &str {
+        match self {
+            StartId::Beginning => "0",
+            StartId::NewOnly => "$",
+            StartId::After(id) => id,
+        }
+    }
+}
+
+/// What happens to an entry whose message failed (and was not dead-lettered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailed {
+    /// Leave it in the group's pending entries list: another consumer claims it once it has
+    /// been idle for the claim's `min_idle`, and this consumer sees it again after a restart.
+    /// The default: nothing is lost.
+    #[default]
+    LeavePending,
+    /// `XACK` it: it is done, failed. Use with a dead-letter sink, or when losing it is fine.
+    Ack,
+}
+
+/// Claiming entries that other consumers of the group took and never acknowledged
+/// (`XPENDING` + `XCLAIM`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimOptions {
+    /// Claim entries idle at least this long (longer than your slowest processing).
+    pub min_idle: Duration,
+    /// How often to look for such entries.
+    pub interval: Duration,
+    /// An entry delivered more than this many times is not processed again: its message
+    /// arrives failed, goes to the pipeline's dead-letter sink (if any), and is `XACK`ed.
+    pub max_deliveries: u64,
+}
+
+impl Default for ClaimOptions {
+    fn default() -> Self {
+        ClaimOptions {
+            min_idle: Duration::from_secs(60),
+            interval: Duration::from_secs(5),
+            max_deliveries: 5,
+        }
+    }
+}
+
+/// Options of a [`RedisSource`](crate::RedisSource).
+///
+/// ```
+/// use std::time::Duration;
+/// use ferroway_redis::{ClaimOptions, SourceOptions, StartId};
+/// let opts = SourceOptions::new("redis://:secret@127.0.0.1:6379", "billing", ["orders"])
+///     .consumer("billing-1")
+///     .create_group(StartId::Beginning)
+///     .block(Duration::from_millis(500))
+///     .claim(ClaimOptions { min_idle: Duration::from_secs(30), ..Default::default() });
+/// assert!(!format!("{opts:?}").contains("secret"));
+/// opts.validate().unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    pub(crate) url: RedisUrl,
+    pub(crate) streams: Vec<Arc<str>>,
+    pub(crate) group: String,
+    pub(crate) consumer: String,
+    pub(crate) create_group: Option<StartId>,
+    pub(crate) block: Duration,
+    pub(crate) max_count: usize,
+    pub(crate) claim: Option<ClaimOptions>,
+    pub(crate) on_failed: OnFailed,
+    pub(crate) reconnect: Backoff,
+}
+
+impl SourceOptions {
+    /// Reads `streams` as consumer group `group`. Defaults: a consumer name unique to this
+    /// process, group created if missing (from the beginning, with `MKSTREAM`), `BLOCK` 1 s,
+    /// at most 1000 entries per read, claiming after 60 s idle, failed entries left pending,
+    /// reconnection with exponential backoff from 100 ms to 5 s.
+    pub fn new(
+        url: impl Into<String>,
+        group: impl Into<String>,
+        streams: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Self {
+        SourceOptions {
+            url: RedisUrl::new(url),
+            streams: streams.into_iter().map(|s| Arc::from(s.as_ref())).collect(),
+            group: group.into(),
+            consumer: default_consumer_name(),
+            create_group: Some(StartId::Beginning),
+            block: Duration::from_secs(1),
+            max_count: 1000,
+            claim: Some(ClaimOptions::default()),
+            on_failed: OnFailed::LeavePending,
+            reconnect: default_reconnect(),
+        }
+    }
+
+    /// This consumer's name in the group. Keep it stable across restarts so the consumer
+    /// finds its own pending entries again.
+    pub fn consumer(mut self, name: impl Into<String>) -> Self {
+        self.consumer = name.into();
+        self
+    }
+
+    /// Create the group (and the stream) if missing, starting at `start`; `None` requires both
+    /// to exist.
+    pub fn create_group(mut self, start: impl Into<Option<StartId>>) -> Self {
+        self.create_group = start.into();
+        self
+    }
+
+    /// How long one `XREADGROUP` waits for new entries. Draining never waits for it.
+    pub fn block(mut self, d: Duration) -> Self {
+        self.block = d;
+        self
+    }
+
+    /// The most entries read at once (the read asks for the pipeline's demand, capped here).
+    pub fn max_count(mut self, n: usize) -> Self {
+        self.max_count = n;
+        self
+    }
+
+    /// Claim settings; `None` never claims.
+    pub fn claim(mut self, claim: impl Into<Option<ClaimOptions>>) -> Self {
+        self.claim = claim.into();
+        self
+    }
+
+    /// What happens to entries whose message failed.
+    pub fn on_failed(mut self, f: OnFailed) -> Self {
+        self.on_failed = f;
+        self
+    }
+
+    /// Backoff between reconnection attempts.
+    pub fn reconnect(mut self, policy: Backoff) -> Self {
+        self.reconnect = policy;
+        self
+    }
+
+    /// Checks the options; [`RedisSource::new`](crate::RedisSource::new) calls this too.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        validate_url(&self.url)?;
+        let bad = |option: &'static str, reason: String| Err(OptionsError::Invalid { option, reason });
+        if self.streams.is_empty() {
+            return bad("streams", "name at least one stream".into());
+        }
+        if let Some(s) = self.streams.iter().find(|s| s.is_empty()) {
+            return bad(
+                "streams",
+                format!("empty stream name in {:?}", self.streams.iter().position(|x| x == s)),
+            );
+        }
+        if self.group.is_empty() {
+            return bad("group", "must not be empty".into());
+        }
+        if self.consumer.is_empty() {
+            return bad("consumer", "must not be empty".into());
+        }
+        if self.max_count == 0 {
+            return bad("max_count", "must be at least 1".into());
+        }
+        if self.block.is_zero() {
+            return bad("block", "must be longer than zero (0 would block forever)".into());
+        }
+        if let Some(c) = &self.claim {
+            if c.interval.is_zero() {
+                return bad("claim.interval", "must be longer than zero".into());
+            }
+            if c.max_deliveries == 0 {
+                return bad("claim.max_deliveries", "must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Trimming applied by every `XADD` of a sink (approximate, `~`, so Redis trims whole nodes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trim {
+    /// Keep about this many entries.
+    MaxLen(u64),
+    /// Drop entries with ids below this one.
+    MinId(String),
+}
+
+/// Options of a [`RedisSink`](crate::RedisSink).
+///
+/// ```
+/// use ferroway_redis::{SinkOptions, Trim};
+/// let opts = SinkOptions::new("redis://127.0.0.1:6379", "events").trim(Trim::MaxLen(1_000_000));
+/// opts.validate().unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    pub(crate) url: RedisUrl,
+    pub(crate) stream: String,
+    pub(crate) trim: Option<Trim>,
+    pub(crate) reconnect: Backoff,
+}
+
+impl SinkOptions {
+    /// `XADD`s to `stream`.
+    pub fn new(url: impl Into<String>, stream: impl Into<String>) -> Self {
+        SinkOptions {
+            url: RedisUrl::new(url),
+            stream: stream.into(),
+            trim: None,
+            reconnect: default_reconnect(),
+        }
+    }
+
+    /// Trims the stream on every write.
+    pub fn trim(mut self, t: Trim) -> Self {
+        self.trim = Some(t);
+        self
+    }
+
+    /// Backoff between reconnection attempts.
+    pub fn reconnect(mut self, policy: Backoff) -> Self {
+        self.reconnect = policy;
+        self
+    }
+
+    /// Checks the options.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        validate_url(&self.url)?;
+        if self.stream.is_empty() {
+            return Err(OptionsError::Invalid {
+                option: "stream",
+                reason: "must not be empty".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn validate_url(url: &RedisUrl) -> Result<(), OptionsError> {
+    redis::Client::open(url.expose())
+        .map(|_| ())
+        .map_err(|e| OptionsError::Url {
+            url: url.redacted(),
+            reason: e.to_string().replace(url.expose(), &url.redacted()),
+        })
+}
+
+fn default_reconnect() -> Backoff {
+    Backoff::exponential(Duration::from_millis(100))
+        .cap(Duration::from_secs(5))
+        .jitter(Jitter::Equal)
+}
+
+fn default_consumer_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "ferroway".to_owned());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}

@@ -1,0 +1,314 @@
+//! The Redis Streams source against a real Redis server.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use ferroway::pipeline::{Message, Pipeline, Processors};
+use ferroway_redis::{ClaimOptions, Entry, OnFailed, RedisSource, SourceOptions, StartId};
+use support::{Record, delete, pending_count, redis, unique, url, xadd_n};
+use tokio::sync::mpsc;
+
+fn opts(group: &str, stream: &str, consumer: &str) -> SourceOptions {
+    SourceOptions::new(url(), group, [stream])
+        .consumer(consumer)
+        .block(Duration::from_millis(100))
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool) {
+    for _ in 0..2_000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not reached in 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_reads_every_entry_with_metadata_and_acks_all_on_stop() {
+    let mut c = redis().await;
+    let stream = unique("roundtrip");
+    xadd_n(&mut c, &stream, 0, 500).await;
+    let rec = Record::default();
+    let o = opts("g", &stream, "c1");
+    let p = Pipeline::builder("redis-roundtrip", rec.clone())
+        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .processors(Processors::new().concurrency(2))
+        .start()
+        .await
+        .unwrap();
+    wait_for(|| rec.numbers().len() >= 500).await;
+    p.stop().await.unwrap();
+    let mut got = rec.numbers();
+    got.sort_unstable();
+    assert_eq!(got, (0..500).collect::<Vec<_>>());
+    let seen = rec.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .all(|(_, md)| &*md.stream == stream.as_str() && md.delivery_count == 1)
+    );
+    // Graceful shutdown acknowledged everything: nothing pending.
+    assert_eq!(pending_count(&mut c, &stream, "g").await, 0);
+    delete(&mut c, &[&stream]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_in_one_group_share_the_work_without_overlap() {
+    let mut c = redis().await;
+    let stream = unique("share");
+    let (a, b) = (Record::default(), Record::default());
+    let start = |name: &'static str, rec: Record| {
+        let o = opts("g", &stream, name).create_group(StartId::Beginning);
+        Pipeline::builder(name, rec)
+            .producer(move || RedisSource::new(o.clone()).unwrap())
+            .start()
+    };
+    let pa = start("a", a.clone()).await.unwrap();
+    let pb = start("b", b.clone()).await.unwrap();
+    for k in 0..10 {
+        xadd_n(&mut c, &stream, k * 200, (k + 1) * 200).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for(|| a.numbers().len() + b.numbers().len() >= 2_000).await;
+    pa.stop().await.unwrap();
+    pb.stop().await.unwrap();
+    let (sa, sb): (HashSet<u64>, HashSet<u64>) = (a.numbers().into_iter().collect(), b.numbers().into_iter().collect());
+    assert!(sa.is_disjoint(&sb), "an entry was handled by both consumers");
+    assert_eq!(sa.len() + sb.len(), 2_000);
+    assert!(
+        !sa.is_empty() && !sb.is_empty(),
+        "both consumers worked: a={} b={}",
+        sa.len(),
+        sb.len()
+    );
+    assert_eq!(pending_count(&mut c, &stream, "g").await, 0);
+    delete(&mut c, &[&stream]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_reprocesses_own_pending_entries_first() {
+    let mut c = redis().await;
+    let stream = unique("pel");
+    xadd_n(&mut c, &stream, 0, 50).await;
+    // A consumer that read entries and died before acknowledging them.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg("g")
+        .arg("0")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("g")
+        .arg("worker")
+        .arg("COUNT")
+        .arg(20)
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(pending_count(&mut c, &stream, "g").await, 20);
+    let rec = Record::default();
+    let o = opts("g", &stream, "worker");
+    let p = Pipeline::builder("pel", rec.clone())
+        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .processors(Processors::new().concurrency(1))
+        .start()
+        .await
+        .unwrap();
+    wait_for(|| rec.numbers().len() >= 50).await;
+    p.stop().await.unwrap();
+    let seen = rec.seen.lock().unwrap().clone();
+    // The 20 pending entries come first, marked as redelivered.
+    let first: Vec<u64> = seen.iter().take(20).map(|(n, _)| *n).collect();
+    assert_eq!(first, (0..20).collect::<Vec<_>>());
+    assert!(
+        seen.iter().take(20).all(|(_, md)| md.delivery_count >= 2),
+        "{:?}",
+        seen[0].1
+    );
+    assert_eq!(seen.len(), 50);
+    assert_eq!(pending_count(&mut c, &stream, "g").await, 0);
+    delete(&mut c, &[&stream]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_entries_of_a_dead_consumer_are_claimed_and_a_delivery_limit_dead_letters_them() {
+    let mut c = redis().await;
+    let stream = unique("claim");
+    xadd_n(&mut c, &stream, 0, 10).await;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg("g")
+        .arg("0")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    // "dead" read all ten and vanished; entry 3 had already been delivered 3 times.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("g")
+        .arg("dead")
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let ids: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let id3 = ids[3].0.clone();
+    for _ in 0..2 {
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(&stream)
+            .arg("g")
+            .arg("dead")
+            .arg(0)
+            .arg(&id3)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let rec = Record::default();
+    let (dlq_tx, mut dlq_rx) = mpsc::channel::<Message<Entry>>(16);
+    let o = opts("g", &stream, "alive").claim(ClaimOptions {
+        min_idle: Duration::from_millis(200),
+        interval: Duration::from_millis(100),
+        max_deliveries: 3,
+    });
+    let p = Pipeline::builder("claim", rec.clone())
+        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .dead_letter(dlq_tx)
+        .start()
+        .await
+        .unwrap();
+    let dead = tokio::time::timeout(Duration::from_secs(10), dlq_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for(|| rec.numbers().len() >= 9).await;
+    p.stop().await.unwrap();
+    assert_eq!(support::n_of(dead.data()), 3);
+    assert!(
+        dead.failure().unwrap().contains("delivered 4 times (limit 3)"),
+        "{:?}",
+        dead.failure()
+    );
+    let mut got = rec.numbers();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        vec![0, 1, 2, 4, 5, 6, 7, 8, 9],
+        "claimed and handled, the poison entry excepted"
+    );
+    assert!(rec.seen.lock().unwrap().iter().all(|(_, md)| md.delivery_count == 2));
+    assert_eq!(
+        pending_count(&mut c, &stream, "g").await,
+        0,
+        "the dead-lettered entry was acknowledged too"
+    );
+    delete(&mut c, &[&stream]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_entries_stay_pending_by_default_or_are_acked_when_configured() {
+    let mut c = redis().await;
+    for (on_failed, expect_pending) in [(OnFailed::LeavePending, 5), (OnFailed::Ack, 0)] {
+        let stream = unique("failed");
+        xadd_n(&mut c, &stream, 0, 50).await;
+        let rec = Record::failing(|n| n % 10 == 0);
+        let o = opts("g", &stream, "c").on_failed(on_failed).claim(None);
+        let p = Pipeline::builder("failed", rec.clone())
+            .producer(move || RedisSource::new(o.clone()).unwrap())
+            .start()
+            .await
+            .unwrap();
+        wait_for(|| rec.numbers().len() >= 50).await;
+        p.stop().await.unwrap();
+        assert_eq!(
+            pending_count(&mut c, &stream, "g").await,
+            expect_pending,
+            "{on_failed:?}"
+        );
+        delete(&mut c, &[&stream]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_connection_is_reestablished_and_nothing_is_lost() {
+    let mut c = redis().await;
+    let stream = unique("kill");
+    let consumer = format!("killed-{:x}", fastrand::u32(..));
+    let rec = Record::default();
+    let o = opts("g", &stream, &consumer);
+    let p = Pipeline::builder("kill", rec.clone())
+        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .processors(Processors::new().concurrency(2))
+        .start()
+        .await
+        .unwrap();
+    let mut killed = 0;
+    for k in 0..20u64 {
+        xadd_n(&mut c, &stream, k * 100, (k + 1) * 100).await;
+        if k % 5 == 2 {
+            // Kill the source's connections (reads and acks) mid-stream.
+            let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut c).await.unwrap();
+            for line in list.lines().filter(|l| l.contains(&format!("name={consumer}"))) {
+                let id = line.split_whitespace().find_map(|f| f.strip_prefix("id=")).unwrap();
+                let _: redis::Value = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("ID")
+                    .arg(id)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                killed += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(killed >= 4, "killed {killed} connections");
+    wait_for(|| rec.numbers().iter().collect::<HashSet<_>>().len() >= 2_000).await;
+    p.stop().await.unwrap();
+    let got: HashSet<u64> = rec.numbers().into_iter().collect();
+    assert_eq!(got, (0..2_000).collect::<HashSet<_>>());
+    assert_eq!(
+        pending_count(&mut c, &stream, "g").await,
+        0,
+        "acknowledgements were retried after reconnecting"
+    );
+    delete(&mut c, &[&stream]).await;
+}
+
+#[tokio::test]
+async fn options_are_validated_and_secrets_never_shown() {
+    let o = SourceOptions::new("redis://app:hunter2@127.0.0.1:6379/0", "g", ["s"]);
+    let shown = format!("{o:?}");
+    assert!(
+        !shown.contains("hunter2") && shown.contains("app:***@127.0.0.1"),
+        "{shown}"
+    );
+    let e = SourceOptions::new("redis://127.0.0.1", "g", Vec::<String>::new())
+        .validate()
+        .unwrap_err();
+    assert_eq!(e.to_string(), "invalid option `streams`: name at least one stream");
+    let e = SourceOptions::new("redis://127.0.0.1", "g", ["s"])
+        .max_count(0)
+        .validate()
+        .unwrap_err();
+    assert_eq!(e.to_string(), "invalid option `max_count`: must be at least 1");
+    let e = SourceOptions::new("nope://x:pw@h", "g", ["s"]).validate().unwrap_err();
+    assert!(!e.to_string().contains("pw@"), "{e}");
+}
