@@ -2,12 +2,13 @@
 //! thing on stdout (the contract in `shared/bench/README.md`). Progress goes to stderr.
 
 mod pipeline;
+mod redis;
 mod report;
 mod stage;
 
 use std::process::ExitCode;
 
-const WORKLOADS: &[&str] = &["stage", "pipeline", "pipeline-partitioned"];
+const WORKLOADS: &[&str] = &["stage", "pipeline", "pipeline-partitioned", "redis", "redis-sink"];
 
 fn main() -> ExitCode {
     let workload = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
@@ -34,6 +35,8 @@ fn main() -> ExitCode {
             "stage" => rt.block_on(stage::run()),
             "pipeline" => vec![rt.block_on(pipeline::run(false))],
             "pipeline-partitioned" => vec![rt.block_on(pipeline::run(true))],
+            "redis" => vec![rt.block_on(redis::run(false))],
+            "redis-sink" => vec![rt.block_on(redis::run(true))],
             _ => unreachable!("listed in WORKLOADS"),
         };
         for r in reports {
