@@ -55,7 +55,7 @@ async fn fill(c: &mut redis::aio::MultiplexedConnection, stream: &str) {
 }
 
 /// Entry ids of an `XREADGROUP` reply, fields decoded into owned vectors as the source does.
-fn entries(v: Value) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
+fn entries(v: Value) -> Vec<(String, ferroway_redis::Fields)> {
     let Value::Array(streams) = v else { return Vec::new() };
     let mut out = Vec::new();
     for s in streams {
