@@ -5,15 +5,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::handler::{BatchInfo, BatchTrigger};
 use super::message::{BatchKey, Message};
 use crate::error::StageError;
-use crate::stage::inbox::{Inbox, Verdict};
 use crate::stage::outbox::Outbox;
-use crate::stage::{ConsumerMsg, EndReason, ProducerMsg, SubscriptionId};
+use crate::stage::transform::Transform;
 
 /// Measures a message (e.g. in bytes) or picks its partition.
 pub(crate) type MessageFn<T, R> = Arc<dyn Fn(&Message<T>) -> R + Send + Sync>;
@@ -57,7 +55,7 @@ struct Open<T> {
 }
 
 /// Open batches, by (batch key, partition).
-struct Batches<T> {
+pub(crate) struct Batches<T> {
     cfg: Config<T>,
     // Most messages carry no batch key: their open batches sit in a vector by partition, so
     // the hot path hashes nothing.
@@ -69,7 +67,7 @@ struct Batches<T> {
 }
 
 impl<T> Batches<T> {
-    fn new(cfg: Config<T>) -> Self {
+    pub(crate) fn new(cfg: Config<T>) -> Self {
         let partitions = cfg.partition.as_ref().map_or(1, |p| p.0);
         Batches {
             cfg,
@@ -194,7 +192,7 @@ impl<T> Batches<T> {
         self.deadlines.front().map(|d| d.0)
     }
 
-    fn flush(&mut self, out: &mut Vec<Batch<T>>) {
+    fn flush_all(&mut self, out: &mut Vec<Batch<T>>) {
         self.deadlines.clear();
         for p in 0..self.unkeyed.len() {
             if let Some(o) = self.unkeyed[p].take() {
@@ -208,85 +206,48 @@ impl<T> Batches<T> {
     }
 }
 
-pub(crate) async fn run<T: Send + 'static>(
-    cfg: Config<T>,
-    mut inbox: Inbox<Message<T>>,
-    mut crx: mpsc::UnboundedReceiver<ConsumerMsg<Message<T>>>,
-    mut outbox: Outbox<Batch<T>>,
-    mut prx: mpsc::UnboundedReceiver<ProducerMsg<Batch<T>>>,
-) -> Result<(), StageError> {
-    let mut batches = Batches::new(cfg);
-    let result = drive(&mut batches, &mut inbox, &mut crx, &mut outbox, &mut prx).await;
-    outbox.close(match &result {
-        Ok(()) => EndReason::Normal,
-        Err(e) => EndReason::Failed(e.clone()),
-    });
-    result
+impl<T: Send + 'static> Batches<T> {
+    fn emit(out: Option<&mut Outbox<Batch<T>>>, closed: &mut Vec<Batch<T>>) -> Result<(), StageError> {
+        if let Some(out) = out {
+            for b in closed.drain(..) {
+                out.emit(vec![b])?;
+            }
+        }
+        Ok(())
+    }
 }
 
-async fn drive<T: Send + 'static>(
-    batches: &mut Batches<T>,
-    inbox: &mut Inbox<Message<T>>,
-    crx: &mut mpsc::UnboundedReceiver<ConsumerMsg<Message<T>>>,
-    outbox: &mut Outbox<Batch<T>>,
-    prx: &mut mpsc::UnboundedReceiver<ProducerMsg<Batch<T>>>,
-) -> Result<(), StageError> {
-    let mut pending: VecDeque<(SubscriptionId, Vec<Message<T>>)> = VecDeque::new();
-    let mut stopping: Option<Result<(), StageError>> = None;
-    let mut downstream_open = true;
-    let mut out = Vec::new();
-    loop {
-        while let Ok(msg) = prx.try_recv() {
-            outbox.handle(msg)?;
+impl<T: Send + 'static> Transform<Message<T>, Batch<T>> for Batches<T> {
+    async fn handle(
+        &mut self,
+        messages: Vec<Message<T>>,
+        out: Option<&mut Outbox<Batch<T>>>,
+    ) -> Result<(), StageError> {
+        let mut closed = Vec::new();
+        for m in messages {
+            self.add(m, &mut closed);
         }
-        // Take input only while no finished batch waits for a batch processor.
-        while outbox.is_empty() {
-            let Some((id, messages)) = pending.pop_front() else {
-                break;
-            };
-            let n = messages.len();
-            for m in messages {
-                batches.add(m, &mut out);
-            }
-            for b in out.drain(..) {
-                outbox.emit(vec![b])?;
-            }
-            inbox.handled(id, n);
-        }
-        if stopping.is_some() && pending.is_empty() {
-            batches.flush(&mut out);
-            for b in out.drain(..) {
-                outbox.emit(vec![b])?;
-            }
-            if outbox.is_empty() {
-                return stopping.unwrap_or(Ok(()));
-            }
-        }
-        let deadline = batches.next_deadline();
-        tokio::select! {
-            biased;
-            msg = prx.recv(), if downstream_open => match msg {
-                Some(msg) => {
-                    outbox.handle(msg)?;
-                }
-                None => downstream_open = false,
-            },
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                batches.expire(Instant::now(), &mut out);
-                for b in out.drain(..) {
-                    outbox.emit(vec![b])?;
-                }
-            },
-            msg = crx.recv(), if stopping.is_none() => match msg {
-                Some(ConsumerMsg::Events { id, events }) => pending.push_back((id, events)),
-                Some(other) => {
-                    if let Verdict::Stop(r) = inbox.control(other) {
-                        stopping = Some(r);
-                    }
-                }
-                None => stopping = Some(Ok(())),
-            },
-            else => return stopping.unwrap_or(Ok(())),
-        }
+        Self::emit(out, &mut closed)
+    }
+
+    /// Take input until a finished batch waits for a batch processor.
+    fn ready(&self, out: Option<&Outbox<Batch<T>>>) -> bool {
+        out.is_none_or(|o| o.is_empty())
+    }
+
+    fn deadline(&mut self) -> Option<Instant> {
+        self.next_deadline()
+    }
+
+    fn tick(&mut self, out: Option<&mut Outbox<Batch<T>>>) -> Result<(), StageError> {
+        let mut closed = Vec::new();
+        self.expire(Instant::now(), &mut closed);
+        Self::emit(out, &mut closed)
+    }
+
+    fn flush(&mut self, out: Option<&mut Outbox<Batch<T>>>) -> Result<(), StageError> {
+        let mut closed = Vec::new();
+        self.flush_all(&mut closed);
+        Self::emit(out, &mut closed)
     }
 }

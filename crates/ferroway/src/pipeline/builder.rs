@@ -7,19 +7,20 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::batcher::{self, Batch, BatchSize, MessageFn};
+use super::batcher::{self, Batch, BatchSize, Batches, MessageFn};
 use super::dead_letter::DeadLetterSink;
 use super::handle::{BatcherTopology, Pipeline, Topology};
 use super::handler::Handler;
 use super::message::Message;
 use super::options::{Batcher, ConfigError, Processors};
-use super::processor::{self, Route};
+use super::processor::Processor;
 use super::producer::ProducerPlan;
 use super::rate_limit::RateLimiter;
 use super::shared::Shared;
 use super::{batch_processor, producer::Registry};
 use crate::resilience::{Backoff, Strategy, Supervisor};
 use crate::stage::outbox::Outbox;
+use crate::stage::transform::{self, Downstream};
 use crate::stage::{BufferKeep, CancelMode, ConsumerOptions, Dispatcher, Producer, StageTask, SubscribeOptions};
 
 /// Placeholder producer type of a builder that has no producer yet.
@@ -268,19 +269,13 @@ where
                 };
                 Outbox::new(pname.as_str().into(), d, usize::MAX, BufferKeep::First)
             });
-            let route = Route {
-                outbox,
-                rx: prx,
-                batchers: batcher_names.clone(),
-            };
+            let down = outbox.map(|outbox| Downstream { outbox, rx: prx });
+            let processor = Processor::new(shared.clone(), batcher_names.clone(), &pname);
             processor_outs.push(crate::stage::ProducerRef {
                 tx: ptx,
                 name: pname.as_str().into(),
             });
-            tasks.push(StageTask::spawn(
-                pname.as_str().into(),
-                processor::run(shared.clone(), inbox, crx, route),
-            ));
+            tasks.push(transform::spawn(pname.as_str().into(), processor, inbox, crx, down));
             processor_refs.push(cref);
             topology.processors.push(pname);
         }
@@ -306,9 +301,13 @@ where
                 timeout: b.timeout,
                 partition,
             };
-            tasks.push(StageTask::spawn(
+            let down = Downstream { outbox, rx: prx };
+            tasks.push(transform::spawn(
                 bname.as_str().into(),
-                batcher::run(cfg, inbox, crx, outbox, prx),
+                Batches::new(cfg),
+                inbox,
+                crx,
+                Some(down),
             ));
             let batcher_ref = crate::stage::ProducerRef {
                 tx: ptx,

@@ -1,110 +1,64 @@
 //! Processors: run `handle_message` on every message, then hand it to its batcher or
 //! acknowledge it.
 
-use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::handler::Handler;
 use super::message::Message;
 use super::shared::Shared;
 use crate::error::{StageError, panic_message};
-use crate::stage::inbox::{Inbox, Verdict};
 use crate::stage::outbox::Outbox;
-use crate::stage::{ConsumerMsg, EndReason, ProducerMsg, SubscriptionId};
+use crate::stage::transform::Transform;
 use crate::telemetry;
 
-/// Where processed messages go: the batchers (by index), or nowhere (acknowledged at once).
-pub(crate) struct Route<T> {
-    pub(crate) outbox: Option<Outbox<Message<T>>>,
-    pub(crate) rx: mpsc::UnboundedReceiver<ProducerMsg<Message<T>>>,
+/// A processor: the handler's `handle_message` over each group, then on to the batchers (by
+/// index), or acknowledged at once when there are none.
+pub(crate) struct Processor<H: Handler> {
+    pub(crate) shared: Arc<Shared<H>>,
     pub(crate) batchers: Arc<[&'static str]>,
+    span: tracing::Span,
+    handled: metrics::Counter,
+    latency: metrics::Histogram,
+    demand: metrics::Gauge,
 }
 
-pub(crate) async fn run<H: Handler>(
-    shared: Arc<Shared<H>>,
-    mut inbox: Inbox<Message<H::Data>>,
-    mut crx: mpsc::UnboundedReceiver<ConsumerMsg<Message<H::Data>>>,
-    mut route: Route<H::Data>,
-) -> Result<(), StageError> {
-    let result = drive(&shared, &mut inbox, &mut crx, &mut route).await;
-    if let Some(outbox) = &mut route.outbox {
-        outbox.close(match &result {
-            Ok(()) => EndReason::Normal,
-            Err(e) => EndReason::Failed(e.clone()),
-        });
+impl<H: Handler> Processor<H> {
+    pub(crate) fn new(shared: Arc<Shared<H>>, batchers: Arc<[&'static str]>, name: &str) -> Self {
+        let pipeline = shared.name.to_string();
+        Processor {
+            span: tracing::info_span!("ferroway.processor", pipeline = %shared.name, stage = %name),
+            handled: metrics::counter!(telemetry::PIPELINE_HANDLED, "pipeline" => pipeline.clone(), "stage" => name.to_owned()),
+            latency: metrics::histogram!(telemetry::PIPELINE_HANDLER_SECONDS, "pipeline" => pipeline, "stage" => "processor"),
+            demand: metrics::gauge!(telemetry::STAGE_DEMAND, "stage" => name.to_owned()),
+            shared,
+            batchers,
+        }
     }
-    result
 }
 
-async fn drive<H: Handler>(
-    shared: &Shared<H>,
-    inbox: &mut Inbox<Message<H::Data>>,
-    crx: &mut mpsc::UnboundedReceiver<ConsumerMsg<Message<H::Data>>>,
-    route: &mut Route<H::Data>,
-) -> Result<(), StageError> {
-    let name = inbox.name.clone();
-    let span = tracing::info_span!("ferroway.processor", pipeline = %shared.name, stage = %name);
-    let handled = metrics::counter!(telemetry::PIPELINE_HANDLED, "pipeline" => shared.name.to_string(), "stage" => name.to_string());
-    let latency = metrics::histogram!(telemetry::PIPELINE_HANDLER_SECONDS, "pipeline" => shared.name.to_string(), "stage" => "processor");
-    let demand = metrics::gauge!(telemetry::STAGE_DEMAND, "stage" => name.to_string());
-    let mut pending: VecDeque<(SubscriptionId, Vec<Message<H::Data>>)> = VecDeque::new();
-    let mut stopping: Option<Result<(), StageError>> = None;
-    let mut downstream_open = true;
-    loop {
-        while let Ok(msg) = route.rx.try_recv() {
-            if let Some(outbox) = &mut route.outbox {
-                outbox.handle(msg)?;
-            }
+impl<H: Handler> Transform<Message<H::Data>, Message<H::Data>> for Processor<H> {
+    async fn handle(
+        &mut self,
+        messages: Vec<Message<H::Data>>,
+        out: Option<&mut Outbox<Message<H::Data>>>,
+    ) -> Result<(), StageError> {
+        let n = messages.len();
+        let started = Instant::now();
+        let onward = process(&self.shared, messages, &self.batchers)
+            .instrument(self.span.clone())
+            .await;
+        self.latency.record(started.elapsed().as_secs_f64());
+        self.handled.increment(n as u64);
+        if let Some(out) = out {
+            out.emit(onward)?;
+            self.demand.set(out.demand() as f64);
         }
-        // Take new input only while batchers want it and nothing waits for them: this is what
-        // bounds memory by demand.
-        while route.outbox.as_ref().is_none_or(|o| o.demand() > 0 && o.is_empty()) {
-            let Some((id, messages)) = pending.pop_front() else {
-                break;
-            };
-            let n = messages.len();
-            let started = Instant::now();
-            let out = process(shared, messages, &route.batchers)
-                .instrument(span.clone())
-                .await;
-            latency.record(started.elapsed().as_secs_f64());
-            handled.increment(n as u64);
-            if let Some(outbox) = &mut route.outbox {
-                outbox.emit(out)?;
-                demand.set(outbox.demand() as f64);
-            }
-            inbox.handled(id, n);
-        }
-        if stopping.is_some() && pending.is_empty() && route.outbox.as_ref().is_none_or(|o| o.is_empty()) {
-            return stopping.unwrap_or(Ok(()));
-        }
-        tokio::select! {
-            biased;
-            msg = route.rx.recv(), if downstream_open && route.outbox.is_some() => match msg {
-                Some(msg) => {
-                    if let Some(outbox) = &mut route.outbox {
-                        outbox.handle(msg)?;
-                    }
-                }
-                None => downstream_open = false,
-            },
-            msg = crx.recv(), if stopping.is_none() => match msg {
-                Some(ConsumerMsg::Events { id, events }) => pending.push_back((id, events)),
-                Some(other) => {
-                    if let Verdict::Stop(r) = inbox.control(other) {
-                        stopping = Some(r);
-                    }
-                }
-                None => stopping = Some(Ok(())),
-            },
-            else => return stopping.unwrap_or(Ok(())),
-        }
+        Ok(())
     }
 }
 

@@ -66,6 +66,7 @@ mod producer;
 mod producer_consumer;
 mod subscription;
 mod supervisor;
+pub(crate) mod transform;
 
 pub use buffer::BufferKeep;
 pub use consumer::{Consumer, ConsumerOptions, ConsumerStage, start_consumer};

@@ -1,17 +1,17 @@
 //! Producer-consumers: take events from upstream, emit events downstream.
 
-use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
 use super::consumer::ConsumerOptions;
 use super::handle::{AsProducer, ConsumerRef, Emitter, ProducerRef, StageTask};
-use super::inbox::{Inbox, Verdict};
-use super::outbox::{After, Outbox};
+use super::outbox::Outbox;
 use super::producer::ProducerOptions;
-use super::subscription::{ConsumerMsg, EndReason, ProducerMsg, SubscribeOptions, SubscriptionId};
+use super::subscription::{SubscribeOptions, SubscriptionId};
+use super::transform::{self, Downstream, Transform};
 use crate::error::{BoxError, StageError, SubscribeError};
 
 /// A stage that turns events into events (GenStage's producer-consumer).
@@ -116,7 +116,11 @@ pub fn start_producer_consumer<S: ProducerConsumer>(
         .name(name.clone())
         .into_inbox("producer-consumer");
     let (ptx, prx) = mpsc::unbounded_channel();
-    let task = StageTask::spawn(name.clone(), run(stage, inbox, outbox, crx, prx));
+    let pc = Pc {
+        stage,
+        name: name.clone(),
+    };
+    let task = transform::spawn(name.clone(), pc, inbox, crx, Some(Downstream { outbox, rx: prx }));
     ProducerConsumerStage {
         consumer,
         producer: ProducerRef { tx: ptx, name },
@@ -124,75 +128,21 @@ pub fn start_producer_consumer<S: ProducerConsumer>(
     }
 }
 
-async fn run<S: ProducerConsumer>(
-    mut s: S,
-    mut inbox: Inbox<S::Input>,
-    mut outbox: Outbox<S::Output>,
-    mut crx: mpsc::UnboundedReceiver<ConsumerMsg<S::Input>>,
-    mut prx: mpsc::UnboundedReceiver<ProducerMsg<S::Output>>,
-) -> Result<(), StageError> {
-    let result = drive(&mut s, &mut inbox, &mut outbox, &mut crx, &mut prx).await;
-    outbox.close(match &result {
-        Ok(()) => EndReason::Normal,
-        Err(e) => EndReason::Failed(e.clone()),
-    });
-    result
+/// Adapts the user's producer-consumer to the shared transform loop.
+struct Pc<S> {
+    stage: S,
+    name: Arc<str>,
 }
 
-async fn drive<S: ProducerConsumer>(
-    s: &mut S,
-    inbox: &mut Inbox<S::Input>,
-    outbox: &mut Outbox<S::Output>,
-    crx: &mut mpsc::UnboundedReceiver<ConsumerMsg<S::Input>>,
-    prx: &mut mpsc::UnboundedReceiver<ProducerMsg<S::Output>>,
-) -> Result<(), StageError> {
-    let name = inbox.name.clone();
-    let mut pending: VecDeque<(SubscriptionId, Vec<S::Input>)> = VecDeque::new();
-    // Set once upstream is done: finish what was received, then stop with this result.
-    let mut stopping: Option<Result<(), StageError>> = None;
-    let mut downstream_open = true;
-    loop {
-        while let Ok(msg) = prx.try_recv() {
-            if outbox.handle(msg)? == After::Drain && stopping.is_none() {
-                inbox.cancel_all();
-                stopping = Some(Ok(()));
-            }
-        }
-        while outbox.demand() > 0 && outbox.is_empty() {
-            let Some((id, events)) = pending.pop_front() else { break };
-            let n = events.len();
-            match AssertUnwindSafe(s.handle_events(events)).catch_unwind().await {
-                Ok(Ok(out)) => outbox.emit(out)?,
-                Ok(Err(e)) => return Err(StageError::failed(&name, e)),
-                Err(panic) => return Err(StageError::panicked(&name, panic)),
-            }
-            inbox.handled(id, n);
-        }
-        if stopping.is_some() && pending.is_empty() && outbox.is_empty() {
-            return stopping.unwrap_or(Ok(()));
-        }
-        tokio::select! {
-            biased;
-            msg = prx.recv(), if downstream_open => match msg {
-                Some(msg) => {
-                    if outbox.handle(msg)? == After::Drain && stopping.is_none() {
-                        inbox.cancel_all();
-                        stopping = Some(Ok(()));
-                    }
-                }
-                None => downstream_open = false,
+impl<S: ProducerConsumer> Transform<S::Input, S::Output> for Pc<S> {
+    async fn handle(&mut self, events: Vec<S::Input>, out: Option<&mut Outbox<S::Output>>) -> Result<(), StageError> {
+        match AssertUnwindSafe(self.stage.handle_events(events)).catch_unwind().await {
+            Ok(Ok(events)) => match out {
+                Some(out) => out.emit(events),
+                None => Ok(()),
             },
-            msg = crx.recv(), if stopping.is_none() => match msg {
-                Some(ConsumerMsg::Events { id, events }) => pending.push_back((id, events)),
-                Some(other) => {
-                    if let Verdict::Stop(r) = inbox.control(other) {
-                        outbox.stop_accepting();
-                        stopping = Some(r);
-                    }
-                }
-                None => stopping = Some(Ok(())),
-            },
-            else => return stopping.unwrap_or(Ok(())),
+            Ok(Err(e)) => Err(StageError::failed(&self.name, e)),
+            Err(panic) => Err(StageError::panicked(&self.name, panic)),
         }
     }
 }

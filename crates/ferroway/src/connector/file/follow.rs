@@ -34,14 +34,14 @@ impl Input {
         let wild = |s: &str| s.contains(['*', '?']);
         let name = input.file_name().map(|n| n.to_string_lossy().into_owned());
         let dir = input.parent().map(Path::to_path_buf).unwrap_or_default();
+        if wild(&dir.to_string_lossy()) {
+            return Err(FileError::Pattern {
+                pattern: input.to_owned(),
+                reason: "wildcards are allowed in the file name only".into(),
+            });
+        }
         match name {
             Some(n) if wild(&n) => {
-                if wild(&dir.to_string_lossy()) {
-                    return Err(FileError::Pattern {
-                        pattern: input.to_owned(),
-                        reason: "wildcards are allowed in the file name only".into(),
-                    });
-                }
                 let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
                 Ok(Input::Glob {
                     dir,

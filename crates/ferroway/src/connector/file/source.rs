@@ -72,6 +72,8 @@ impl<F: LineFormat> Producer for FileProducer<F> {
             .await??;
             self.files = Some(files);
             match step {
+                // Every line read was skipped: an empty answer would idle the stage.
+                Step::Lines(messages) if messages.is_empty() => {}
                 Step::Lines(messages) => return Ok(Emit::Events(messages)),
                 Step::Finished => {
                     info!(source = %cfg.name, "all files read");
@@ -142,21 +144,31 @@ impl Files {
         let follow = source.config.follow;
         let mut raw = Vec::new();
         if !follow {
-            let Some(f) = self.open.iter_mut().find(|f| !f.finished) else {
-                return Ok(Step::Finished);
-            };
-            let eof = f.read(&source.checkpoints, want, true, &mut raw)?;
-            f.finished = eof;
-            return Ok(self.emit(source, raw));
+            // In path order, one file after the other.
+            while let Some(f) = self.open.iter_mut().find(|f| !f.finished) {
+                f.finished = f.read(&source.checkpoints, want, true, &mut raw)?;
+                if !raw.is_empty() {
+                    return Ok(self.emit(source, raw));
+                }
+            }
+            return Ok(Step::Finished);
+        }
+        // A file rotated away is finished before any other is read, so its successor's
+        // lines come after its own.
+        for f in self.open.iter_mut().filter(|f| f.orphan && !f.finished) {
+            f.finished = f.read(&source.checkpoints, want, true, &mut raw)?;
+            if !raw.is_empty() {
+                return Ok(self.emit(source, raw));
+            }
         }
         let n = self.open.len();
         for k in 0..n {
             let i = (self.next + k) % n;
             let f = &mut self.open[i];
-            let eof = f.read(&source.checkpoints, want, f.orphan, &mut raw)?;
-            if eof && f.orphan {
-                f.finished = true;
+            if f.orphan {
+                continue;
             }
+            f.read(&source.checkpoints, want, false, &mut raw)?;
             if !raw.is_empty() {
                 self.next = i + 1;
                 return Ok(self.emit(source, raw));
