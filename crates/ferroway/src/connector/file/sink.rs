@@ -177,7 +177,6 @@ struct State {
 
 /// Proof of a write to a [`FileSink`]; [`durable`](Self::durable) waits until it is on disk.
 #[derive(Debug)]
-#[must_use = "await `durable()` before acknowledging what was written"]
 pub struct WriteReceipt {
     inner: Arc<Inner>,
     seq: u64,
@@ -523,5 +522,142 @@ impl LineSink for FileSink {
 impl<T: AsRef<[u8]> + Send + 'static> DeadLetterSink<T> for FileSink {
     fn send(&self, messages: Vec<Message<T>>) -> BoxFuture<'_, Result<(), BoxError>> {
         record::send_bytes(self, messages)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::file::tests::TempDir;
+    use crate::pipeline::{Handler, Pipeline, Processors};
+
+    fn read(p: &Path) -> String {
+        fs::read_to_string(p).unwrap()
+    }
+
+    #[tokio::test]
+    async fn appends_lines_durably_before_returning() {
+        let dir = TempDir::new("sink");
+        let path = dir.join("out.log");
+        let sink = FileSink::open(&path, FileSinkOptions::new()).await.unwrap();
+        let r = sink.write_batch(["a", "b"]).await.unwrap();
+        assert_eq!(sink.inner.synced.borrow().0, r.seq, "fsynced before returning");
+        r.durable().await.unwrap();
+        sink.write_bytes(b"c\n".to_vec()).await.unwrap().durable().await.unwrap();
+        drop(sink);
+        let sink = FileSink::open(&path, FileSinkOptions::new()).await.unwrap();
+        sink.write_batch(["d"]).await.unwrap();
+        assert_eq!(read(&path), "a\nb\nc\nd\n");
+    }
+
+    #[tokio::test]
+    async fn cuts_a_torn_last_line_on_open() {
+        let dir = TempDir::new("torn");
+        let path = dir.join("out.log");
+        fs::write(&path, "whole\nhalf a li").unwrap();
+        let sink = FileSink::open(&path, FileSinkOptions::new()).await.unwrap();
+        sink.write_batch(["next"]).await.unwrap();
+        assert_eq!(read(&path), "whole\nnext\n");
+        fs::write(&path, "no newline at all").unwrap();
+        drop(sink);
+        let sink = FileSink::open(&path, FileSinkOptions::new().repair_torn_tail(false)).await.unwrap();
+        sink.write_batch(["kept"]).await.unwrap();
+        assert_eq!(read(&path), "no newline at allkept\n");
+    }
+
+    #[tokio::test]
+    async fn rotates_by_size_without_splitting_writes() {
+        let dir = TempDir::new("rotate");
+        let path = dir.join("out.log");
+        fs::write(dir.join("out.log.3"), "from an earlier run\n").unwrap();
+        let opts = FileSinkOptions::new().rotation(Rotation::max_bytes(10));
+        let sink = FileSink::open(&path, opts).await.unwrap();
+        sink.write_batch(["1234"]).await.unwrap(); // 5 bytes
+        sink.write_batch(["5678"]).await.unwrap(); // 10: fits
+        sink.write_batch(["9"]).await.unwrap(); // would be 12: rotate first
+        sink.write_batch(["a very long line"]).await.unwrap(); // larger than the limit: alone
+        sink.write_batch(["z"]).await.unwrap();
+        assert_eq!(read(&dir.join("out.log.3")), "from an earlier run\n");
+        assert_eq!(read(&dir.join("out.log.4")), "1234\n5678\n");
+        assert_eq!(read(&dir.join("out.log.5")), "9\n");
+        assert_eq!(read(&dir.join("out.log.6")), "a very long line\n");
+        assert_eq!(read(&path), "z\n");
+
+        let ts = dir.join("ts.log");
+        let opts = FileSinkOptions::new().rotation(Rotation::max_bytes(2).naming(RotationNaming::Timestamped));
+        let sink = FileSink::open(&ts, opts).await.unwrap();
+        for l in ["a", "b", "c"] {
+            sink.write_batch([l]).await.unwrap();
+        }
+        let mut aside: Vec<String> = fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("ts.log."))
+            .collect();
+        aside.sort();
+        assert_eq!(aside.len(), 2, "{aside:?}");
+        assert!(aside.iter().all(|n| n["ts.log.".len()..].chars().all(|c| c.is_ascii_digit() || c == '-')));
+        assert_eq!(read(&ts), "c\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_an_interval_a_receipt_is_durable_after_the_next_fsync() {
+        let dir = TempDir::new("interval");
+        let path = dir.join("out.log");
+        let opts = FileSinkOptions::new().sync(SyncPolicy::Interval(Duration::from_millis(100)));
+        let sink = FileSink::open(&path, opts).await.unwrap();
+        let r1 = sink.write_batch(["a"]).await.unwrap();
+        let r2 = sink.write_batch(["b"]).await.unwrap();
+        assert_eq!(sink.inner.synced.borrow().0, 0, "not synced yet");
+        let started = tokio::time::Instant::now();
+        r2.durable().await.unwrap();
+        r1.durable().await.unwrap();
+        assert!(started.elapsed() <= Duration::from_millis(100), "one background fsync covered both");
+        assert!(sink.inner.synced.borrow().0 >= 2);
+        // An explicit sync does not wait for the interval.
+        let r3 = sink.write_batch(["c"]).await.unwrap();
+        let before = tokio::time::Instant::now();
+        sink.sync().await.unwrap();
+        assert_eq!(before.elapsed(), Duration::ZERO);
+        r3.durable().await.unwrap();
+        assert_eq!(read(&path), "a\nb\nc\n");
+    }
+
+    struct RejectOdd;
+    impl Handler for RejectOdd {
+        type Data = String;
+        async fn handle_message(&self, m: &mut Message<String>) -> Result<(), BoxError> {
+            let n: u64 = m.data().parse()?;
+            if n % 2 == 1 {
+                m.fail(format_args!("{n} is odd"));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn is_a_dead_letter_sink_writing_one_record_per_message() {
+        let dir = TempDir::new("dlq");
+        fs::write(dir.join("in.txt"), "1\n2\n3\n").unwrap();
+        let dlq = FileSink::open(dir.join("dead.ndjson"), FileSinkOptions::new()).await.unwrap();
+        let source = crate::connector::file::FileSource::builder(dir.join("in.txt")).open().unwrap();
+        let factory = source.clone();
+        let pipeline = Pipeline::builder("odd", RejectOdd)
+            .producer(move || factory.producer())
+            .processors(Processors::new().concurrency(1))
+            .dead_letter(dlq)
+            .start()
+            .await
+            .unwrap();
+        pipeline.join().await.unwrap();
+        let path = dir.join("in.txt");
+        let want = format!(
+            "{{\"pipeline\":\"odd\",\"stage\":\"processor\",\"reason\":\"1 is odd\",\"source\":\"{p}:1\",\"data\":\"1\"}}\n\
+             {{\"pipeline\":\"odd\",\"stage\":\"processor\",\"reason\":\"3 is odd\",\"source\":\"{p}:3\",\"data\":\"3\"}}\n",
+            p = path.display()
+        );
+        assert_eq!(read(&dir.join("dead.ndjson")), want);
+        // Dead-lettered lines are done: the checkpoint covers all three.
+        assert_eq!(source.positions()[0].acked_line, 3);
     }
 }

@@ -1,0 +1,60 @@
+//! The pipeline the crash tests kill: a Redis source -> a batch handler appending each entry's
+//! `n` to a file and fsyncing it before the batch is acknowledged. SIGTERM drains gracefully.
+//!
+//! Usage: ferroway-redis-crash-child URL STREAM GROUP CONSUMER OUT_FILE
+
+use std::io::Write;
+use std::time::Duration;
+
+use ferroway::BoxError;
+use ferroway::pipeline::{BatchInfo, Batcher, Handler, Message, Pipeline, Processors};
+use ferroway_redis::{ClaimOptions, Entry, RedisSource, SourceOptions};
+
+struct Record(std::path::PathBuf);
+
+impl Handler for Record {
+    type Data = Entry;
+    async fn handle_message(&self, m: &mut Message<Entry>) -> Result<(), BoxError> {
+        m.data().get_str("n").ok_or("entry without n")?.parse::<u64>()?;
+        Ok(())
+    }
+    async fn handle_batch(&self, batch: &mut [Message<Entry>], _: &BatchInfo) -> Result<(), BoxError> {
+        let mut out = String::new();
+        for m in batch.iter() {
+            out.push_str(m.data().get_str("n").unwrap_or("?"));
+            out.push('\n');
+        }
+        let path = self.0.clone();
+        // Durable before acknowledged: that is what makes the crash test's promise hold.
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            f.write_all(out.as_bytes())?;
+            f.sync_data()
+        })
+        .await??;
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [url, stream, group, consumer, out] = args.as_slice() else {
+        return Err("usage: URL STREAM GROUP CONSUMER OUT_FILE".into());
+    };
+    let opts = SourceOptions::new(url.as_str(), group.as_str(), [stream.as_str()])
+        .consumer(consumer.as_str())
+        .block(Duration::from_millis(100))
+        .claim(ClaimOptions { min_idle: Duration::from_secs(30), ..Default::default() });
+    opts.validate()?;
+    let pipeline = Pipeline::builder("crash-child", Record(out.into()))
+        .producer(move || RedisSource::new(opts.clone()).expect("validated"))
+        .processors(Processors::new().concurrency(2).max_demand(100))
+        .batcher(Batcher::new("file").batch_size(50).batch_timeout(Duration::from_millis(20)).concurrency(2))
+        .start()
+        .await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    term.recv().await;
+    pipeline.stop().await?;
+    Ok(())
+}
