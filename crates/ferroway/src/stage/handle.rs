@@ -177,6 +177,16 @@ impl StageTask {
     where
         F: Future<Output = Result<(), StageError>> + Send + 'static,
     {
+        let stage = name.clone();
+        let fut = async move {
+            tracing::debug!(%stage, "stage started");
+            let result = fut.await;
+            match &result {
+                Ok(()) => tracing::debug!(%stage, "stage stopped"),
+                Err(error) => tracing::warn!(%stage, %error, "stage failed"),
+            }
+            result
+        };
         StageTask {
             name,
             handle: tokio::spawn(fut),
