@@ -45,12 +45,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let opts = SourceOptions::new(url.as_str(), group.as_str(), [stream.as_str()])
         .consumer(consumer.as_str())
         .block(Duration::from_millis(100))
-        .claim(ClaimOptions { min_idle: Duration::from_secs(30), ..Default::default() });
+        .claim(ClaimOptions {
+            min_idle: Duration::from_secs(30),
+            ..Default::default()
+        });
     opts.validate()?;
     let pipeline = Pipeline::builder("crash-child", Record(out.into()))
         .producer(move || RedisSource::new(opts.clone()).expect("validated"))
         .processors(Processors::new().concurrency(2).max_demand(100))
-        .batcher(Batcher::new("file").batch_size(50).batch_timeout(Duration::from_millis(20)).concurrency(2))
+        .batcher(
+            Batcher::new("file")
+                .batch_size(50)
+                .batch_timeout(Duration::from_millis(20))
+                .concurrency(2),
+        )
         .start()
         .await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
