@@ -1,6 +1,7 @@
 //! `ferroway-bench WORKLOAD`: runs a benchmark workload and prints one JSON line per measured
 //! thing on stdout (the contract in `shared/bench/README.md`). Progress goes to stderr.
 
+mod file;
 mod pipeline;
 mod redis;
 mod report;
@@ -8,7 +9,14 @@ mod stage;
 
 use std::process::ExitCode;
 
-const WORKLOADS: &[&str] = &["stage", "pipeline", "pipeline-partitioned", "redis", "redis-sink"];
+const WORKLOADS: &[&str] = &[
+    "stage",
+    "pipeline",
+    "pipeline-partitioned",
+    "redis",
+    "redis-sink",
+    "file",
+];
 
 fn main() -> ExitCode {
     let workload = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
@@ -37,6 +45,7 @@ fn main() -> ExitCode {
             "pipeline-partitioned" => vec![rt.block_on(pipeline::run(true))],
             "redis" => vec![rt.block_on(redis::run(false))],
             "redis-sink" => vec![rt.block_on(redis::run(true))],
+            "file" => vec![rt.block_on(file::run())],
             _ => unreachable!("listed in WORKLOADS"),
         };
         for r in reports {

@@ -6,9 +6,12 @@
 //! - [`stage`]: producers, consumers and producer-consumers exchanging events by demand.
 //! - [`pipeline`]: Broadway-style pipelines with acknowledgements, batching, partitioning.
 //! - [`resilience`]: backoff, retry, circuit breaker, supervision, connection manager.
+//! - [`connector`]: embedded sources and sinks — files with durable checkpoints, stdin/stdout,
+//!   a generator.
 //! - [`telemetry`]: the names of every metric recorded.
 #![deny(missing_docs)]
 
+pub mod connector;
 pub mod error;
 pub mod pipeline;
 pub mod resilience;

@@ -17,6 +17,18 @@
 //! | `ferroway_pipeline_handler_seconds` | histogram | `pipeline`, `stage` | handler time per group (processor) or batch |
 //! | `ferroway_pipeline_batch_size` | histogram | `pipeline`, `stage` | messages per batch |
 //!
+//! | `ferroway_connector_lines_read_total` | counter | `source` | lines read by a file or reader source |
+//! | `ferroway_connector_bytes_read_total` | counter | `source` | bytes read by a file or reader source |
+//! | `ferroway_connector_decode_failures_total` | counter | `source` | lines delivered as failed: not decodable |
+//! | `ferroway_connector_failed_acks_total` | counter | `source`, `action` | failed acks, `skipped` or `held` |
+//! | `ferroway_connector_checkpoints_total` | counter | `source` | checkpoint files written |
+//! | `ferroway_connector_checkpoint_errors_total` | counter | `source` | checkpoint writes that failed |
+//! | `ferroway_connector_file_switches_total` | counter | `source`, `reason` | followed files `rotated` or `truncated` |
+//! | `ferroway_connector_bytes_written_total` | counter | `sink` | bytes appended by a file or writer sink |
+//! | `ferroway_connector_fsyncs_total` | counter | `sink` | fsyncs of a file sink |
+//! | `ferroway_connector_sink_rotations_total` | counter | `sink` | files rotated by a file sink |
+//! | `ferroway_connector_generated_total` | counter | `source` | messages emitted by a generator |
+//!
 //! The resilience module's metrics are listed in [`resilience`](crate::resilience).
 //!
 //! Spans: `ferroway.processor` and `ferroway.batch_processor` (fields `pipeline`, `stage`)

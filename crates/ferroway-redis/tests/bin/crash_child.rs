@@ -36,6 +36,20 @@ impl Handler for Record {
     }
 }
 
+/// A kill during a write can leave a partial last line; it was never acknowledged (its batch
+/// comes again), so cut it off rather than let the next run append to it.
+fn repair(path: &std::path::Path) -> std::io::Result<()> {
+    let Ok(data) = std::fs::read(path) else { return Ok(()) };
+    if data.last().is_some_and(|&b| b != b'\n') {
+        let keep = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .set_len(keep as u64)?;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -50,11 +64,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         });
     opts.validate()?;
+    repair(std::path::Path::new(out))?;
     let pipeline = Pipeline::builder("crash-child", Record(out.into()))
         .producer(move || RedisSource::new(opts.clone()).expect("validated"))
         .processors(Processors::new().concurrency(2).max_demand(100))
         .batcher(
             Batcher::new("file")
+                .max_demand(100)
                 .batch_size(50)
                 .batch_timeout(Duration::from_millis(20))
                 .concurrency(2),
@@ -62,6 +78,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    println!("ready");
+    std::io::stdout().flush()?;
     term.recv().await;
     pipeline.stop().await?;
     Ok(())

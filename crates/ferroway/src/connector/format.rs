@@ -119,7 +119,12 @@ mod tests {
 
     #[test]
     fn strips_lf_and_crlf_only() {
-        for (input, want) in [(&b"a\n"[..], &b"a"[..]), (b"a\r\n", b"a"), (b"a", b"a"), (b"a\r", b"a\r")] {
+        for (input, want) in [
+            (&b"a\n"[..], &b"a"[..]),
+            (b"a\r\n", b"a"),
+            (b"a", b"a"),
+            (b"a\r", b"a\r"),
+        ] {
             let mut v = input.to_vec();
             strip_line_ending(&mut v);
             assert_eq!(v, want);

@@ -47,8 +47,10 @@
 //!     .batcher(Batcher::new("out"))
 //!     .start()
 //!     .await?;
-//! pipeline.join().await?; // the source finishes at the end of the file
-//! source.commit().await?; // a restart would now read nothing again
+//! // The source finishes at the end of the file; once drained, the pipeline flushes the
+//! // source's acknowledger, which writes the checkpoint: a restart would read nothing again.
+//! pipeline.join().await?;
+//! assert_eq!(source.positions()[0].durable_line, 2);
 //! assert_eq!(std::fs::read_to_string(dir.join("out.txt"))?, "ALPHA\nBETA\n");
 //! # std::fs::remove_dir_all(&dir)?;
 //! # Ok(()) }

@@ -38,8 +38,10 @@ pub trait LineSink: Send + Sync + 'static {
 /// ```
 pub struct DeadLetterWriter<S, T> {
     sink: S,
-    encode: Arc<dyn Fn(&T) -> Vec<u8> + Send + Sync>,
+    encode: Encode<T>,
 }
+
+type Encode<T> = Arc<dyn Fn(&T) -> Vec<u8> + Send + Sync>;
 
 impl<S: LineSink, T> DeadLetterWriter<S, T> {
     /// Dead letters to `sink`, their data encoded by `encode`.

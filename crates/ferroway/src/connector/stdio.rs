@@ -329,7 +329,10 @@ mod tests {
             panic!("at the end")
         };
         assert_eq!(rest.len(), 2);
-        assert_eq!(rest[0].failure(), Some("line 3: invalid UTF-8: invalid utf-8 sequence of 1 bytes from index 0"));
+        assert_eq!(
+            rest[0].failure(),
+            Some("line 3: invalid UTF-8: invalid utf-8 sequence of 1 bytes from index 0")
+        );
         assert_eq!(rest[1].data(), "d");
         let md = rest[1].metadata::<FileMetadata>().unwrap();
         assert_eq!((md.line, md.offset), (4, 7));

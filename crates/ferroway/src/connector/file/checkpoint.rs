@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use super::{FileError, OnFailed};
 use crate::connector;
-use crate::pipeline::{AckToken, Acknowledger, Acks, OnFailure};
+use crate::pipeline::{AckToken, Acknowledger, Acks, BoxFuture, OnFailure};
 
 /// How many leading bytes identify a file, next to its device and inode.
 pub(crate) const FINGERPRINT_BYTES: usize = 256;
@@ -77,7 +77,7 @@ pub(crate) struct Entry {
 }
 
 /// The checkpoint file of one source.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Store {
     pub(crate) path: PathBuf,
     dir: PathBuf,
@@ -143,7 +143,10 @@ impl Store {
         for e in entries {
             let path = e.path.to_string_lossy().replace(['\n', '\r'], "?");
             let FileId { dev, ino, fp_len, fp } = e.id;
-            text.push_str(&format!("{dev} {ino} {fp_len} {fp:016x} {} {} {path}\n", e.line, e.offset));
+            text.push_str(&format!(
+                "{dev} {ino} {fp_len} {fp:016x} {} {} {path}\n",
+                e.line, e.offset
+            ));
         }
         let tmp = self.path.with_extension("checkpoint.tmp");
         let write = || -> io::Result<()> {
@@ -159,7 +162,11 @@ impl Store {
 
 /// Makes a rename or a new file in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), FileError> {
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(FileError::io(dir, "sync directory"))
@@ -208,6 +215,9 @@ impl Slot {
         }
     }
 }
+
+/// A slot and the watermark line a checkpoint write makes durable for it.
+type DurableMark = (u32, u64);
 
 /// Where a file resumes.
 #[derive(Debug, Clone, Copy)]
@@ -396,11 +406,11 @@ impl Checkpoints {
     /// A longer fingerprint for a file that has grown since it was first seen.
     pub(crate) fn refine(&self, slot: u32, head: &[u8]) {
         let mut t = self.table();
-        if let Some(s) = t.slots.get_mut(&slot) {
-            if head.len() > s.id.fp_len as usize {
-                s.id = FileId::new(s.id.dev, s.id.ino, head);
-                t.dirty = true;
-            }
+        if let Some(s) = t.slots.get_mut(&slot)
+            && head.len() > s.id.fp_len as usize
+        {
+            s.id = FileId::new(s.id.dev, s.id.ino, head);
+            t.dirty = true;
         }
     }
 
@@ -449,40 +459,24 @@ impl Checkpoints {
     }
 
     /// Writes the table if it changed since the last write. Returns whether it wrote.
-    pub(crate) async fn commit(self: &Arc<Self>) -> Result<bool, FileError> {
+    pub(crate) async fn commit(&self) -> Result<bool, FileError> {
         let _one = self.write_lock.lock().await;
         let Some((entries, marks)) = self.snapshot() else {
             return Ok(false);
         };
-        if self.store.is_some() {
-            let this = self.clone();
-            let saved = tokio::task::spawn_blocking(move || this.save(&entries)).await;
-            match saved {
-                Ok(Ok(())) => {}
+        if let Some(store) = self.store.clone() {
+            let path = store.path.clone();
+            match tokio::task::spawn_blocking(move || store.save(&entries)).await {
+                Ok(Ok(())) => self.written.increment(1),
                 Ok(Err(e)) => return Err(self.write_failed(e)),
                 Err(join) => {
-                    let e = FileError::io(&self.store_path(), "write checkpoint")(io::Error::other(join.to_string()));
+                    let e = FileError::io(&path, "write checkpoint")(io::Error::other(join.to_string()));
                     return Err(self.write_failed(e));
                 }
             }
         }
         self.mark_durable(&marks);
         Ok(true)
-    }
-
-    fn store_path(&self) -> PathBuf {
-        self.store.as_ref().map(|s| s.path.clone()).unwrap_or_default()
-    }
-
-    fn save(&self, entries: &[Entry]) -> Result<(), FileError> {
-        match &self.store {
-            Some(s) => {
-                s.save(entries)?;
-                self.written.increment(1);
-                Ok(())
-            }
-            None => Ok(()),
-        }
     }
 
     fn write_failed(&self, e: FileError) -> FileError {
@@ -492,7 +486,7 @@ impl Checkpoints {
     }
 
     /// The rows to write and the watermarks they make durable; `None` if nothing changed.
-    fn snapshot(&self) -> Option<(Vec<Entry>, Vec<(u32, u64)>)> {
+    fn snapshot(&self) -> Option<(Vec<Entry>, Vec<DurableMark>)> {
         let mut t = self.table();
         if !t.dirty {
             return None;
@@ -514,7 +508,7 @@ impl Checkpoints {
         Some((entries, marks))
     }
 
-    fn mark_durable(&self, marks: &[(u32, u64)]) {
+    fn mark_durable(&self, marks: &[DurableMark]) {
         {
             let mut t = self.table();
             for &(slot, line) in marks {
@@ -552,6 +546,15 @@ impl Checkpoints {
 }
 
 impl Acknowledger for Checkpoints {
+    /// The pipeline drained: every message is acknowledged, so the checkpoint becomes exact.
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.commit().await {
+                warn!(source = %self.name, error = %e, "checkpoint write after draining failed");
+            }
+        })
+    }
+
     fn ack(&self, acks: Acks) {
         let mut done: Vec<AckToken> = acks.successful;
         for f in &acks.failed {
@@ -597,11 +600,12 @@ impl Drop for Checkpoints {
     fn drop(&mut self) {
         // The source's last handle is gone: every message was acknowledged or dropped, so this
         // is the final table. Blocking once here is the price of not losing it.
-        if self.store.is_some() {
-            if let Some((entries, _)) = self.snapshot() {
-                if let Err(e) = self.save(&entries) {
-                    warn!(source = %self.name, error = %e, "final checkpoint write failed");
-                }
+        if let Some(store) = &self.store
+            && let Some((entries, _)) = self.snapshot()
+        {
+            match store.save(&entries) {
+                Ok(()) => self.written.increment(1),
+                Err(e) => warn!(source = %self.name, error = %e, "final checkpoint write failed"),
             }
         }
     }
@@ -672,7 +676,11 @@ mod tests {
     }
 
     fn temp_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("ferroway-ckpt-{tag}-{}-{}", std::process::id(), fastrand::u64(..)));
+        let d = std::env::temp_dir().join(format!(
+            "ferroway-ckpt-{tag}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
         fs::create_dir_all(&d).unwrap();
         d
     }
@@ -701,8 +709,13 @@ mod tests {
     fn acks_group_by_file_apply_policy_and_resume_from_checkpoint() {
         let dir = temp_dir("acks");
         let ck = Arc::new(
-            Checkpoints::new("t".into(), Some(Store::new(&dir, "t").unwrap()), OnFailed::Hold, Duration::from_secs(1))
-                .unwrap(),
+            Checkpoints::new(
+                "t".into(),
+                Some(Store::new(&dir, "t").unwrap()),
+                OnFailed::Hold,
+                Duration::from_secs(1),
+            )
+            .unwrap(),
         );
         let a = ck.attach(Path::new("a"), 1, 10, b"aaaa", 100);
         let b = ck.attach(Path::new("b"), 1, 11, b"bbbb", 100);
@@ -732,8 +745,13 @@ mod tests {
         assert_eq!(ck.pending(), 2);
         drop(ck);
 
-        let again = Checkpoints::new("t".into(), Some(Store::new(&dir, "t").unwrap()), OnFailed::Skip, Duration::from_secs(1))
-            .unwrap();
+        let again = Checkpoints::new(
+            "t".into(),
+            Some(Store::new(&dir, "t").unwrap()),
+            OnFailed::Skip,
+            Duration::from_secs(1),
+        )
+        .unwrap();
         let r = again.attach(Path::new("a"), 1, 10, b"aaaa and more", 200);
         assert_eq!((r.line, r.offset), (2, 20));
         // Same inode, other content: a new file.

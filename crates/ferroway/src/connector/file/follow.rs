@@ -42,7 +42,11 @@ impl Input {
         }
         match name {
             Some(n) if wild(&n) => {
-                let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+                let dir = if dir.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    dir
+                };
                 Ok(Input::Glob {
                     dir,
                     pattern: n.chars().collect(),
@@ -168,13 +172,23 @@ mod tests {
         );
         assert!(matches!(Input::parse(Path::new("*.log")).unwrap(), Input::Glob { dir, .. } if dir == Path::new(".")));
         assert!(Input::parse(Path::new("/var/*/x.log")).is_err());
-        assert_eq!(Input::parse(&std::env::temp_dir()).unwrap(), Input::Dir(std::env::temp_dir()));
-        assert_eq!(Input::parse(Path::new("/no/such/file")).unwrap(), Input::File("/no/such/file".into()));
+        assert_eq!(
+            Input::parse(&std::env::temp_dir()).unwrap(),
+            Input::Dir(std::env::temp_dir())
+        );
+        assert_eq!(
+            Input::parse(Path::new("/no/such/file")).unwrap(),
+            Input::File("/no/such/file".into())
+        );
     }
 
     #[test]
     fn discovers_sorted_matching_regular_files() {
-        let dir = std::env::temp_dir().join(format!("ferroway-discover-{}-{}", std::process::id(), fastrand::u64(..)));
+        let dir = std::env::temp_dir().join(format!(
+            "ferroway-discover-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
         fs::create_dir_all(dir.join("sub.log")).unwrap();
         for n in ["b.log", "a.log", ".c.log", "d.txt"] {
             fs::write(dir.join(n), "x\n").unwrap();

@@ -8,8 +8,8 @@
 //! durable before returning (as [`FileSink::write_batch`] does) loses nothing across crashes;
 //! after a crash it sees again at most the lines emitted since the last checkpoint write —
 //! bounded by [`FileSourceBuilder::max_pending_lines`] when set. A graceful stop
-//! ([`Pipeline::stop`](crate::pipeline::Pipeline::stop), then [`FileSource::commit`]) repeats
-//! nothing.
+//! ([`Pipeline::stop`](crate::pipeline::Pipeline::stop)) repeats nothing: once drained, the
+//! pipeline flushes the source's acknowledger, which writes the checkpoint.
 //!
 //! # Files are identified by content, not by name
 //!
@@ -264,8 +264,8 @@ struct Config<F> {
 }
 
 /// A source of lines from a file, a `*`/`?` pattern on file names, or a directory, resuming
-/// from a durable checkpoint. A cheap handle: clone it into the pipeline's producer factory
-/// and keep one to [`commit`](Self::commit) after the pipeline stops.
+/// from a durable checkpoint. A cheap handle: clone it into the pipeline's producer factory;
+/// keep one to watch [`positions`](Self::positions) or [`commit`](Self::commit) at will.
 ///
 /// Run it with one producer (the default `producer_concurrency`): producers of one source
 /// would read the same lines.
@@ -301,8 +301,7 @@ struct Config<F> {
 ///     .start()
 ///     .await?;
 /// pipeline.join().await?; // "not json" was delivered as a failed message: line 2
-/// source.commit().await?;
-/// assert_eq!(source.positions()[0].acked_line, 3);
+/// assert_eq!(source.positions()[0].durable_line, 3); // in the checkpoint file
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok(()) }
 /// ```
@@ -348,8 +347,9 @@ impl<F: LineFormat> FileSource<F> {
         FileProducer::new(self.clone())
     }
 
-    /// Writes acknowledged progress to the checkpoint file now (if it changed). Call it after
-    /// the pipeline stopped, for a checkpoint that is exactly up to date.
+    /// Writes acknowledged progress to the checkpoint file now (if it changed). Pipelines do
+    /// this once drained (through [`Acknowledger::flush`](crate::pipeline::Acknowledger::flush));
+    /// besides, it happens every checkpoint interval and when the last handle is dropped.
     ///
     /// # Errors
     /// The checkpoint could not be written; the previous one is intact.

@@ -4,6 +4,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +23,8 @@ use crate::pipeline::{BoxFuture, DeadLetterSink, Message};
 #[non_exhaustive]
 pub enum SyncPolicy {
     /// Every write is fsynced before it returns. Concurrent writers (several batch processors)
-    /// each pay for their own fsync.
+    /// share fsyncs (group commit): a write that finds an fsync running waits for the next
+    /// one, which covers everything written meanwhile.
     EveryWrite,
     /// A background task fsyncs on this interval; writes return before, with a
     /// [`WriteReceipt`] whose [`durable`](WriteReceipt::durable) resolves after the next fsync.
@@ -160,6 +162,8 @@ struct Inner {
     state: Mutex<State>,
     /// Highest write sequence known durable, and whether the sink is poisoned.
     synced: watch::Sender<(u64, bool)>,
+    /// An fsync is running (group commit: others wait for it, then maybe start the next).
+    syncing: AtomicBool,
     bytes_written: metrics::Counter,
     fsyncs: metrics::Counter,
     rotations: metrics::Counter,
@@ -189,12 +193,7 @@ impl WriteReceipt {
     /// # Errors
     /// [`FileError::Poisoned`] if a write or fsync failed meanwhile.
     pub async fn durable(self) -> Result<(), FileError> {
-        let mut rx = self.inner.synced.subscribe();
-        let (_, poisoned) = *rx
-            .wait_for(|&(s, p)| s >= self.seq || p)
-            .await
-            .expect("the sender lives in `inner`, which we hold");
-        if poisoned { Err(self.inner.poisoned()) } else { Ok(()) }
+        self.inner.durable(self.seq).await
     }
 }
 
@@ -234,7 +233,10 @@ impl FileSink {
         if opts.repair_torn_tail && size > 0 {
             size = repair_tail(&file, size, &path)?;
         }
-        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let next_index = highest_index(&dir, &file_name) + 1;
         let name: Arc<str> = opts.name.as_deref().unwrap_or(&file_name).into();
         let label = name.to_string();
@@ -256,6 +258,7 @@ impl FileSink {
                     poisoned: None,
                 }),
                 synced: watch::Sender::new((0, false)),
+                syncing: AtomicBool::new(false),
             }),
         })
     }
@@ -289,6 +292,9 @@ impl FileSink {
         let seq = tokio::task::spawn_blocking(move || inner.write(&bytes))
             .await
             .map_err(|e| self.inner.fail("write", std::io::Error::other(e.to_string())))??;
+        if self.inner.sync == SyncPolicy::EveryWrite {
+            self.inner.durable(seq).await?;
+        }
         Ok(WriteReceipt {
             inner: self.inner.clone(),
             seq,
@@ -322,10 +328,11 @@ impl Inner {
         if let Some(reason) = &st.poisoned {
             return Err(self.poisoned_with(reason));
         }
-        if let Some(r) = self.rotation {
-            if st.size > 0 && st.size + bytes.len() as u64 > r.max_bytes {
-                self.rotate(&mut st, r.naming)?;
-            }
+        if let Some(r) = self.rotation
+            && st.size > 0
+            && st.size + bytes.len() as u64 > r.max_bytes
+        {
+            self.rotate(&mut st, r.naming)?;
         }
         if let Err(e) = st.file.write_all(bytes) {
             return Err(self.poison(&mut st, "write", e));
@@ -333,11 +340,35 @@ impl Inner {
         st.size += bytes.len() as u64;
         st.written += 1;
         self.bytes_written.increment(bytes.len() as u64);
-        let seq = st.written;
-        if self.sync == SyncPolicy::EveryWrite {
-            self.fsync(&mut st)?;
+        Ok(st.written)
+    }
+
+    /// Waits until write `seq` is durable. With [`SyncPolicy::EveryWrite`] the first waiter
+    /// runs an fsync for everyone; on an interval the background task does.
+    async fn durable(self: &Arc<Self>, seq: u64) -> Result<(), FileError> {
+        let mut rx = self.synced.subscribe();
+        loop {
+            let (synced, poisoned) = *rx.borrow_and_update();
+            if poisoned {
+                return Err(self.poisoned());
+            }
+            if synced >= seq {
+                return Ok(());
+            }
+            if self.sync == SyncPolicy::EveryWrite && !self.syncing.swap(true, Ordering::AcqRel) {
+                let _syncer = Syncer(self);
+                let inner = self.clone();
+                let r = tokio::task::spawn_blocking(move || inner.sync_now()).await;
+                match r {
+                    Ok(r) => r?,
+                    Err(e) => return Err(self.fail("sync", std::io::Error::other(e.to_string()))),
+                }
+                continue;
+            }
+            if rx.changed().await.is_err() {
+                return Err(self.poisoned());
+            }
         }
-        Ok(seq)
     }
 
     /// fsync under the state lock, then publish what it covered.
@@ -354,25 +385,47 @@ impl Inner {
         Ok(())
     }
 
+    /// fsyncs everything written so far, without holding up writers meanwhile.
     fn sync_now(&self) -> Result<(), FileError> {
-        let mut st = self.state();
-        if let Some(reason) = &st.poisoned {
-            return Err(self.poisoned_with(reason));
+        let (file, seq) = {
+            let mut st = self.state();
+            if let Some(reason) = &st.poisoned {
+                return Err(self.poisoned_with(reason));
+            }
+            if self.synced.borrow().0 >= st.written {
+                return Ok(());
+            }
+            // A rotation meanwhile fsyncs the old file itself; syncing it again is harmless.
+            match st.file.try_clone() {
+                Ok(f) => (f, st.written),
+                Err(e) => return Err(self.poison(&mut st, "sync", e)),
+            }
+        };
+        if let Err(e) = file.sync_data() {
+            return Err(self.fail("sync", e));
         }
-        self.fsync(&mut st)
+        self.fsyncs.increment(1);
+        self.synced.send_modify(|s| s.0 = s.0.max(seq));
+        Ok(())
     }
 
     fn rotate(&self, st: &mut State, naming: RotationNaming) -> Result<(), FileError> {
         // Whatever is in the old file must be durable before it leaves the path.
         self.fsync(st)?;
-        let base = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let base = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let aside = match naming {
             RotationNaming::Numbered => {
                 st.next_index += 1;
                 self.dir.join(format!("{base}.{}", st.next_index - 1))
             }
             RotationNaming::Timestamped => {
-                let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                let ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
                 let mut p = self.dir.join(format!("{base}.{ms}"));
                 let mut k = 1;
                 while p.exists() {
@@ -432,14 +485,26 @@ impl Inner {
     }
 }
 
+/// The group-commit syncer's turn; ends even if its waiter is cancelled, so others go on.
+struct Syncer<'a>(&'a Inner);
+
+impl Drop for Syncer<'_> {
+    fn drop(&mut self) {
+        self.0.syncing.store(false, Ordering::Release);
+        // Wake the waiters even if nothing changed, so one of them takes over.
+        self.0.synced.send_modify(|_| {});
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // Interval mode may hold unsynced writes; the last handle going away makes them durable.
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if st.poisoned.is_none() && self.synced.borrow().0 < st.written {
-            if let Err(e) = st.file.sync_data() {
-                warn!(sink = %self.name, error = %e, "final fsync failed");
-            }
+        if st.poisoned.is_none()
+            && self.synced.borrow().0 < st.written
+            && let Err(e) = st.file.sync_data()
+        {
+            warn!(sink = %self.name, error = %e, "final fsync failed");
         }
     }
 }
@@ -469,7 +534,8 @@ fn spawn_syncer(inner: Weak<Inner>, every: Duration) {
 /// Cuts an unterminated last line; returns the new size.
 fn repair_tail(file: &File, size: u64, path: &Path) -> Result<u64, FileError> {
     let mut last = [0u8; 1];
-    file.read_exact_at(&mut last, size - 1).map_err(FileError::io(path, "read"))?;
+    file.read_exact_at(&mut last, size - 1)
+        .map_err(FileError::io(path, "read"))?;
     if last[0] == b'\n' {
         return Ok(size);
     }
@@ -495,7 +561,11 @@ fn repair_tail(file: &File, size: u64, path: &Path) -> Result<u64, FileError> {
 
 /// The highest `N` among files named `<base>.N` in `dir` (0 if none).
 fn highest_index(dir: &Path, base: &str) -> u64 {
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let prefix = format!("{base}.");
     fs::read_dir(dir)
         .into_iter()
@@ -543,7 +613,12 @@ mod tests {
         let r = sink.write_batch(["a", "b"]).await.unwrap();
         assert_eq!(sink.inner.synced.borrow().0, r.seq, "fsynced before returning");
         r.durable().await.unwrap();
-        sink.write_bytes(b"c\n".to_vec()).await.unwrap().durable().await.unwrap();
+        sink.write_bytes(b"c\n".to_vec())
+            .await
+            .unwrap()
+            .durable()
+            .await
+            .unwrap();
         drop(sink);
         let sink = FileSink::open(&path, FileSinkOptions::new()).await.unwrap();
         sink.write_batch(["d"]).await.unwrap();
@@ -560,7 +635,9 @@ mod tests {
         assert_eq!(read(&path), "whole\nnext\n");
         fs::write(&path, "no newline at all").unwrap();
         drop(sink);
-        let sink = FileSink::open(&path, FileSinkOptions::new().repair_torn_tail(false)).await.unwrap();
+        let sink = FileSink::open(&path, FileSinkOptions::new().repair_torn_tail(false))
+            .await
+            .unwrap();
         sink.write_batch(["kept"]).await.unwrap();
         assert_eq!(read(&path), "no newline at allkept\n");
     }
@@ -596,7 +673,11 @@ mod tests {
             .collect();
         aside.sort();
         assert_eq!(aside.len(), 2, "{aside:?}");
-        assert!(aside.iter().all(|n| n["ts.log.".len()..].chars().all(|c| c.is_ascii_digit() || c == '-')));
+        assert!(
+            aside
+                .iter()
+                .all(|n| n["ts.log.".len()..].chars().all(|c| c.is_ascii_digit() || c == '-'))
+        );
         assert_eq!(read(&ts), "c\n");
     }
 
@@ -612,7 +693,10 @@ mod tests {
         let started = tokio::time::Instant::now();
         r2.durable().await.unwrap();
         r1.durable().await.unwrap();
-        assert!(started.elapsed() <= Duration::from_millis(100), "one background fsync covered both");
+        assert!(
+            started.elapsed() <= Duration::from_millis(100),
+            "one background fsync covered both"
+        );
         assert!(sink.inner.synced.borrow().0 >= 2);
         // An explicit sync does not wait for the interval.
         let r3 = sink.write_batch(["c"]).await.unwrap();
@@ -639,8 +723,12 @@ mod tests {
     async fn is_a_dead_letter_sink_writing_one_record_per_message() {
         let dir = TempDir::new("dlq");
         fs::write(dir.join("in.txt"), "1\n2\n3\n").unwrap();
-        let dlq = FileSink::open(dir.join("dead.ndjson"), FileSinkOptions::new()).await.unwrap();
-        let source = crate::connector::file::FileSource::builder(dir.join("in.txt")).open().unwrap();
+        let dlq = FileSink::open(dir.join("dead.ndjson"), FileSinkOptions::new())
+            .await
+            .unwrap();
+        let source = crate::connector::file::FileSource::builder(dir.join("in.txt"))
+            .open()
+            .unwrap();
         let factory = source.clone();
         let pipeline = Pipeline::builder("odd", RejectOdd)
             .producer(move || factory.producer())

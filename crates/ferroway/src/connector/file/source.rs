@@ -206,11 +206,11 @@ impl Files {
             }
         }
         for x in found {
-            if !self.open.iter().any(|f| f.dev == x.dev && f.ino == x.ino) {
-                if let Some(f) = OpenFile::open(&x, ck)? {
-                    info!(source = %source.config.name, path = %f.path.display(), line = f.line, "following new file");
-                    self.open.push(f);
-                }
+            if !self.open.iter().any(|f| f.dev == x.dev && f.ino == x.ino)
+                && let Some(f) = OpenFile::open(&x, ck)?
+            {
+                info!(source = %source.config.name, path = %f.path.display(), line = f.line, "following new file");
+                self.open.push(f);
             }
         }
         Ok(())
@@ -316,7 +316,8 @@ impl OpenFile {
                 .map_err(FileError::io(&self.path, "read"))?;
             if n == 0 || self.partial.last() != Some(&b'\n') {
                 eof = true;
-                if !(last && !self.partial.is_empty()) {
+                // An unterminated last line counts only when the file is final.
+                if !last || self.partial.is_empty() {
                     break;
                 }
             }

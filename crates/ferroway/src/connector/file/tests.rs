@@ -68,7 +68,12 @@ async fn resumes_exactly_after_the_last_contiguously_acknowledged_line() {
     let dir = TempDir::new("resume");
     let input = dir.join("in.log");
     fs::write(&input, "l1\nl2\nl3\nl4\nl5\nl6\n").unwrap();
-    let open = || FileSource::builder(&input).checkpoint_dir(dir.join("ck")).open().unwrap();
+    let open = || {
+        FileSource::builder(&input)
+            .checkpoint_dir(dir.join("ck"))
+            .open()
+            .unwrap()
+    };
 
     let source = open();
     let mut p = source.producer();
@@ -90,14 +95,21 @@ async fn resumes_exactly_after_the_last_contiguously_acknowledged_line() {
     assert_eq!(texts(&m), ["l3", "l4", "l5", "l6"], "l3 was never acknowledged");
     ack(&source, &m.iter().collect::<Vec<_>>());
     source.commit().await.unwrap();
-    assert_eq!((source.positions()[0].acked_line, source.positions()[0].acked_offset), (6, 18));
+    assert_eq!(
+        (source.positions()[0].acked_line, source.positions()[0].acked_offset),
+        (6, 18)
+    );
     drop((p, source));
 
     append(&input, "l7\nl8");
     let source = open();
     let (m, done) = pull(&mut source.producer(), 10).await;
     assert!(done);
-    assert_eq!(texts(&m), ["l7", "l8"], "an unterminated last line is a line at the end");
+    assert_eq!(
+        texts(&m),
+        ["l7", "l8"],
+        "an unterminated last line is a line at the end"
+    );
 }
 
 #[tokio::test]
@@ -105,7 +117,12 @@ async fn the_final_checkpoint_is_written_when_the_last_handle_goes() {
     let dir = TempDir::new("drop");
     let input = dir.join("in.log");
     fs::write(&input, "a\nb\n").unwrap();
-    let open = || FileSource::builder(&input).checkpoint_dir(dir.join("ck")).open().unwrap();
+    let open = || {
+        FileSource::builder(&input)
+            .checkpoint_dir(dir.join("ck"))
+            .open()
+            .unwrap()
+    };
     let source = open();
     let mut p = source.producer();
     let (m, _) = pull(&mut p, 2).await;
@@ -185,7 +202,11 @@ async fn malformed_json_lines_are_failed_messages_naming_their_line() {
         assert!(done);
         assert_eq!(m.len(), 3, "the blank line is skipped");
         assert_eq!(m[0].data()["n"], 1);
-        assert!(m[1].failure().unwrap().starts_with("line 3: invalid JSON:"), "{:?}", m[1].failure());
+        assert!(
+            m[1].failure().unwrap().starts_with("line 3: invalid JSON:"),
+            "{:?}",
+            m[1].failure()
+        );
         assert_eq!(m[1].data(), &serde_json::Value::String("{\"n\":".into()));
         assert_eq!(m[2].data()["n"], 3);
         source.checkpoints.ack(Acks {
@@ -209,7 +230,12 @@ async fn a_file_replaced_or_truncated_while_down_is_read_from_its_start() {
     let dir = TempDir::new("replace");
     let input = dir.join("in.log");
     fs::write(&input, "old-1\nold-2\n").unwrap();
-    let open = || FileSource::builder(&input).checkpoint_dir(dir.join("ck")).open().unwrap();
+    let open = || {
+        FileSource::builder(&input)
+            .checkpoint_dir(dir.join("ck"))
+            .open()
+            .unwrap()
+    };
     let consume_all = |source: FileSource<Text>| async move {
         let (m, _) = pull(&mut source.producer(), 100).await;
         ack(&source, &m.iter().collect::<Vec<_>>());
@@ -269,7 +295,11 @@ async fn max_pending_lines_waits_for_a_durable_checkpoint() {
     };
     assert_eq!(m.len(), 4, "no more than 4 lines beyond the checkpoint");
     // Nothing acknowledged: the source waits, whatever the (paused) clock does.
-    assert!(tokio::time::timeout(Duration::from_secs(60), p.handle_demand(100)).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), p.handle_demand(100))
+            .await
+            .is_err()
+    );
     ack(&source, &[&m[0], &m[1]]);
     // The waiting producer asks for a checkpoint at once, not after the hour-long interval.
     let Emit::Events(more) = tokio::time::timeout(Duration::from_secs(60), p.handle_demand(100))
