@@ -1,203 +1,230 @@
-//! A complete pipeline, no server needed: generated order events are parsed, filtered and
-//! enriched by processors, batched per country, and appended to files by batch processors.
-//! Malformed events (a few on purpose) fail, go to the dead-letter sink, and are counted.
+//! A file pipeline end to end: NDJSON events (a few malformed on purpose) -> parse, filter,
+//! enrich -> batches -> a file sink, durable before each batch is acknowledged; failures go to
+//! a dead-letter file; a checkpoint lets a second run skip what the first one did.
 //!
-//! Run: `cargo run --release -p ferroway --example quickstart [EVENTS]`
+//! ```text
+//! cargo run --release -p ferroway --example quickstart [EVENTS]      # default 500,000 events
+//! ```
+//!
+//! Shows a live one-line progress display on a terminal (plain lines otherwise) and a summary.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferroway::BoxError;
-use ferroway::pipeline::{
-    AckToken, Acknowledger, Acks, BatchInfo, BatchKey, Batcher, Handler, Message, Pipeline, Processors,
-};
-use ferroway::stage::{Emit, Producer};
-use tokio::sync::mpsc;
+use ferroway::connector::DeadLetterWriter;
+use ferroway::connector::file::{FileSink, FileSinkOptions, FileSource, Rotation};
+use ferroway::pipeline::{BatchInfo, Batcher, BoxFuture, DeadLetterSink, Handler, Message, Pipeline, Processors};
+use serde_json::{Value, json};
 
-/// What the source knows about acknowledgements; a broker connector would commit offsets here.
 #[derive(Default)]
-struct Tally {
-    acked: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl Acknowledger for Tally {
-    fn ack(&self, acks: Acks) {
-        self.acked.fetch_add(acks.successful.len() as u64, Ordering::Relaxed);
-        self.failed.fetch_add(acks.failed.len() as u64, Ordering::Relaxed);
-    }
-}
-
-/// Emits `total` CSV order events `id,country,amount_cents`, one in 500 malformed.
-struct Orders {
-    next: u64,
-    total: u64,
-    tally: Arc<Tally>,
-}
-
-impl Producer for Orders {
-    type Output = Message<String>;
-    async fn handle_demand(&mut self, demand: usize) -> Result<Emit<Message<String>>, BoxError> {
-        const COUNTRIES: [&str; 4] = ["de", "fr", "jp", "us"];
-        let end = (self.next + demand as u64).min(self.total);
-        let acker: Arc<dyn Acknowledger> = self.tally.clone();
-        let events = (self.next..end)
-            .map(|id| {
-                let line = if id % 500 == 499 {
-                    format!("{id},??,not-a-number")
-                } else {
-                    format!("{id},{},{}", COUNTRIES[(id % 4) as usize], (id * 7919) % 10_000)
-                };
-                Message::with_acker(line, acker.clone(), AckToken(id, 0))
-            })
-            .collect();
-        self.next = end;
-        Ok(if end == self.total {
-            Emit::Done(events)
-        } else {
-            Emit::Events(events)
-        })
-    }
-}
-
-struct Shop {
-    dir: std::path::PathBuf,
+struct Counts {
+    handled: AtomicU64,
+    filtered: AtomicU64,
     written: AtomicU64,
+    failed: AtomicU64,
+    dead_lettered: AtomicU64,
 }
 
-impl Handler for Shop {
-    type Data = String;
+struct Enrich {
+    out: FileSink,
+    counts: Arc<Counts>,
+}
 
-    /// Parse, filter, enrich: runs in the processors, concurrently.
-    async fn handle_message(&self, m: &mut Message<String>) -> Result<(), BoxError> {
-        let mut fields = m.data().split(',');
-        let (Some(id), Some(country), Some(amount)) = (fields.next(), fields.next(), fields.next()) else {
-            return Err("expected id,country,amount".into());
-        };
-        let cents: u64 = amount
-            .parse()
-            .map_err(|e| format!("order {id}: bad amount {amount:?}: {e}"))?;
-        if cents == 0 {
-            m.discard(); // nothing to bill: acknowledged, not batched
+impl Handler for Enrich {
+    type Data = Value;
+
+    async fn handle_message(&self, m: &mut Message<Value>) -> Result<(), BoxError> {
+        self.counts.handled.fetch_add(1, Ordering::Relaxed);
+        // Filter: page views are not interesting here (acknowledged, not written).
+        if m.data()["kind"] == "view" {
+            self.counts.filtered.fetch_add(1, Ordering::Relaxed);
+            m.discard();
             return Ok(());
         }
-        let with_tax = cents + cents / 5;
-        let line = format!("{{\"id\":{id},\"country\":\"{country}\",\"cents\":{with_tax}}}");
-        m.put_batch_key(country.to_owned());
-        m.update_data(|_| line.clone());
+        let cents = m.data()["amount_cents"].as_u64().ok_or("no `amount_cents`")?;
+        // Enrich: a derived field and a tier.
+        let tier = match cents {
+            0..1_000 => "small",
+            1_000..10_000 => "medium",
+            _ => "large",
+        };
+        let event = m.data_mut();
+        event["amount"] = json!(cents as f64 / 100.0);
+        event["tier"] = json!(tier);
         Ok(())
     }
 
-    /// One file append per batch: runs in the batch processors.
-    async fn handle_batch(&self, batch: &mut [Message<String>], info: &BatchInfo) -> Result<(), BoxError> {
-        let BatchKey::Str(country) = &info.batch_key else {
-            return Err("batch without a country".into());
-        };
-        let mut out = Vec::with_capacity(batch.len() * 48);
+    async fn handle_batch(&self, batch: &mut [Message<Value>], _: &BatchInfo) -> Result<(), BoxError> {
+        let mut buf = Vec::with_capacity(batch.len() * 128);
         for m in batch.iter() {
-            out.extend_from_slice(m.data().as_bytes());
-            out.push(b'\n');
+            serde_json::to_writer(&mut buf, m.data())?;
+            buf.push(b'\n');
         }
-        let path = self.dir.join(format!("orders-{country}.ndjson"));
-        tokio::task::spawn_blocking(move || {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?
-                .write_all(&out)
-        })
-        .await??;
-        self.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        // Durable before this returns: only then is the batch acknowledged and the source's
+        // checkpoint allowed past it.
+        self.out.write_bytes(buf).await?;
+        self.counts.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(())
     }
+
+    async fn handle_failed(&self, messages: &mut [Message<Value>]) {
+        self.counts.failed.fetch_add(messages.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Counts what the dead-letter file took.
+struct Counted<S>(S, Arc<Counts>);
+
+impl<S: DeadLetterSink<Value>> DeadLetterSink<Value> for Counted<S> {
+    fn send(&self, messages: Vec<Message<Value>>) -> BoxFuture<'_, Result<(), BoxError>> {
+        let n = messages.len() as u64;
+        Box::pin(async move {
+            self.0.send(messages).await?;
+            self.1.dead_lettered.fetch_add(n, Ordering::Relaxed);
+            Ok(())
+        })
+    }
+}
+
+/// The sample: `n` events, every 9,973rd line malformed.
+fn generate(path: &Path, n: u64) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let kinds = ["view", "click", "purchase", "view", "signup"];
+    for i in 1..=n {
+        if i % 9_973 == 0 {
+            writeln!(w, "{{\"id\":{i},\"kind\":\"purchase\",\"amount_cents\":")?;
+            continue;
+        }
+        let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        let kind = kinds[(h % 5) as usize];
+        writeln!(
+            w,
+            "{{\"id\":{i},\"user\":\"user-{}\",\"kind\":\"{kind}\",\"amount_cents\":{}}}",
+            h % 1_000,
+            h % 25_000
+        )?;
+    }
+    w.flush()
+}
+
+fn progress_line(source: &FileSource<ferroway::connector::Ndjson>, c: &Counts, started: Instant) -> String {
+    let read: u64 = source.positions().iter().map(|p| p.emitted_line).sum();
+    let acked: u64 = source.positions().iter().map(|p| p.acked_line).sum();
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    format!(
+        "read {read:>9} · acked {acked:>9} · written {:>9} · filtered {:>8} · failed {:>4} · dead-lettered {:>4} · {:>9.0} msg/s",
+        c.written.load(Ordering::Relaxed),
+        c.filtered.load(Ordering::Relaxed),
+        c.failed.load(Ordering::Relaxed),
+        c.dead_lettered.load(Ordering::Relaxed),
+        c.handled.load(Ordering::Relaxed) as f64 / secs,
+    )
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let total: u64 = std::env::args()
-        .nth(1)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(1_000_000);
-    let dir = std::env::temp_dir().join(format!("ferroway-quickstart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let tally = Arc::new(Tally::default());
-    let shop = Shop {
-        dir: dir.clone(),
-        written: AtomicU64::new(0),
+async fn main() -> Result<(), BoxError> {
+    let n: u64 = match std::env::args().nth(1) {
+        Some(a) => a.parse().map_err(|e| format!("EVENTS must be a number: {e}"))?,
+        None => 500_000,
     };
-    let (dead_tx, mut dead_rx) = mpsc::channel::<Message<String>>(1024);
-    let dead = tokio::spawn(async move {
-        let mut n = 0u64;
-        while let Some(m) = dead_rx.recv().await {
-            if n < 3 {
-                eprintln!("dead letter: {:?}: {}", m.data(), m.failure().unwrap_or("?"));
-            }
-            n += 1;
-        }
-        n
+    let dir = std::env::temp_dir().join(format!("ferroway-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let input = dir.join("events.ndjson");
+    generate(&input, n)?;
+    eprintln!("sample: {} ({n} events)", input.display());
+
+    let counts = Arc::new(Counts::default());
+    let out = FileSink::open(
+        dir.join("enriched.ndjson"),
+        FileSinkOptions::new().rotation(Rotation::max_bytes(64 << 20)),
+    )
+    .await?;
+    let dead = FileSink::open(dir.join("dead-letters.ndjson"), FileSinkOptions::new()).await?;
+    // A malformed line carries its raw text as a JSON string: keep it as it was read.
+    let dead = DeadLetterWriter::new(dead, |v: &Value| match v {
+        Value::String(raw) => raw.clone().into_bytes(),
+        other => other.to_string().into_bytes(),
     });
+    let source = FileSource::builder(&input)
+        .ndjson()
+        .checkpoint_dir(dir.join("checkpoints"))
+        .name("events")
+        .open()?;
 
     let started = Instant::now();
-    let t = tally.clone();
-    let pipeline = Pipeline::builder("quickstart", shop)
-        .producer(move || Orders {
-            next: 0,
-            total,
-            tally: t.clone(),
-        })
-        .processors(Processors::new().concurrency(2))
-        .batcher(
-            Batcher::new("files")
-                .batch_size(1_000)
-                .batch_timeout(Duration::from_millis(100))
-                .concurrency(2),
-        )
-        .dead_letter(dead_tx)
-        .start()
-        .await?;
+    let factory = source.clone();
+    let pipeline = Pipeline::builder(
+        "events",
+        Enrich {
+            out,
+            counts: counts.clone(),
+        },
+    )
+    .producer(move || factory.producer())
+    .processors(Processors::new().concurrency(2))
+    .batcher(
+        Batcher::new("enriched")
+            .batch_size(2_000)
+            .batch_timeout(Duration::from_millis(100))
+            .concurrency(2),
+    )
+    .dead_letter(Counted(dead, counts.clone()))
+    .start()
+    .await?;
 
-    let progress = tokio::spawn({
-        let tally = tally.clone();
-        async move {
-            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            loop {
-                tokio::time::sleep(Duration::from_millis(if tty { 100 } else { 1000 })).await;
-                let acked = tally.acked.load(Ordering::Relaxed);
-                let line = format!(
-                    "{acked} / {total} acknowledged ({:.1}%)",
-                    acked as f64 * 100.0 / total as f64
-                );
-                if tty {
-                    eprint!("\r{line}   ");
-                } else {
-                    eprintln!("{line}");
-                }
+    let tty = std::io::stderr().is_terminal();
+    let (display_source, display_counts) = (source.clone(), counts.clone());
+    let display = tokio::spawn(async move {
+        let every = if tty {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        };
+        loop {
+            tokio::time::sleep(every).await;
+            let line = progress_line(&display_source, &display_counts, started);
+            if tty {
+                eprint!("\r{line}");
+            } else {
+                eprintln!("{line}");
             }
         }
     });
+    // Once drained, the pipeline flushes the source's acknowledger: the checkpoint is written.
     pipeline.join().await?;
-    progress.abort();
+    display.abort();
     let elapsed = started.elapsed();
-    let dead_lettered = dead.await?;
-    let acked = tally.acked.load(Ordering::Relaxed);
-    println!();
-    println!("messages in:     {total}");
-    println!(
-        "acknowledged:    {acked} ({} failed)",
-        tally.failed.load(Ordering::Relaxed)
-    );
-    println!("dead-lettered:   {dead_lettered}");
-    println!("elapsed:         {:.2?}", elapsed);
-    println!(
-        "throughput:      {:.0} messages/s",
-        total as f64 / elapsed.as_secs_f64()
-    );
-    println!("output:          {}", dir.display());
-    if acked != total {
-        return Err(format!("{} messages were not acknowledged", total - acked).into());
+    if tty {
+        eprintln!("\r{}", progress_line(&source, &counts, started));
     }
+
+    let acked: u64 = source.positions().iter().map(|p| p.acked_line).sum();
+    let c = &*counts;
+    println!("summary");
+    println!("  messages in      {n}");
+    println!("  acked            {acked} (checkpoint: every line, in order)");
+    println!("  written          {}", c.written.load(Ordering::Relaxed));
+    println!("  filtered         {}", c.filtered.load(Ordering::Relaxed));
+    println!("  failed           {}", c.failed.load(Ordering::Relaxed));
+    println!("  dead-lettered    {}", c.dead_lettered.load(Ordering::Relaxed));
+    println!("  elapsed          {elapsed:.2?}");
+    println!("  throughput       {:.0} msg/s", n as f64 / elapsed.as_secs_f64());
+    println!("  output           {}", dir.display());
+
+    // Run again: the checkpoint says everything is done, so nothing is read.
+    let again = FileSource::builder(&input)
+        .ndjson()
+        .checkpoint_dir(dir.join("checkpoints"))
+        .name("events")
+        .open()?;
+    let mut p = again.producer();
+    let rest = match ferroway::stage::Producer::handle_demand(&mut p, 10).await? {
+        ferroway::stage::Emit::Events(v) | ferroway::stage::Emit::Done(v) => v.len(),
+    };
+    println!("  a second run reads {rest} lines (resumes from the checkpoint)");
     Ok(())
 }

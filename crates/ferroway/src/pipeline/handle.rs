@@ -67,6 +67,22 @@ pub enum PipelineError {
     },
 }
 
+/// Starts draining a pipeline; see [`Pipeline::drainer`].
+#[derive(Debug, Clone)]
+pub struct Drainer {
+    supervisor: SupervisorHandle,
+}
+
+impl Drainer {
+    /// Starts draining (does not wait). Calling it again does nothing more.
+    pub fn drain(&self) {
+        let sup = self.supervisor.clone();
+        tokio::spawn(async move {
+            let _ = sup.shutdown().await;
+        });
+    }
+}
+
 /// What a graceful stop achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -120,10 +136,35 @@ impl<T: Send + 'static> Pipeline<T> {
     /// Starts draining without waiting: producers stop asking for more, everything in flight
     /// is finished and acknowledged. Await [`join`](Self::join) for the end.
     pub fn drain(&self) {
-        let sup = self.supervisor.clone();
-        tokio::spawn(async move {
-            let _ = sup.shutdown().await;
-        });
+        self.drainer().drain();
+    }
+
+    /// A cloneable handle that starts draining from anywhere — e.g. a signal handler — while
+    /// another task awaits [`join`](Self::join).
+    ///
+    /// ```
+    /// # use ferroway::pipeline::{Handler, Message, Pipeline};
+    /// # use ferroway::pipeline::testing::TestProducer;
+    /// # struct H;
+    /// # impl Handler for H {
+    /// #     type Data = u32;
+    /// #     async fn handle_message(&self, _: &mut Message<u32>) -> Result<(), ferroway::BoxError> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder("p", H).producer(TestProducer::new).start().await?;
+    /// let drainer = pipeline.drainer();
+    /// tokio::spawn(async move {
+    ///     // e.g. tokio::signal::ctrl_c().await
+    ///     drainer.drain();
+    /// });
+    /// pipeline.join().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn drainer(&self) -> Drainer {
+        Drainer {
+            supervisor: self.supervisor.clone(),
+        }
     }
 
     /// Waits until the pipeline stops by itself (its producers finished) or fails.
