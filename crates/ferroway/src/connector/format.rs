@@ -95,6 +95,20 @@ pub(crate) fn strip_line_ending(line: &mut Vec<u8>) {
     }
 }
 
+/// Joins `lines`, each followed by `\n`, into one buffer (one write for a whole batch).
+pub(crate) fn join_lines<I>(lines: I) -> Vec<u8>
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+{
+    let mut buf = Vec::new();
+    for l in lines {
+        buf.extend_from_slice(l.as_ref());
+        buf.push(b'\n');
+    }
+    buf
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

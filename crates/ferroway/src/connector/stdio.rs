@@ -41,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::connector::format::join_lines;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -275,12 +276,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WriterSink<W> {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        let mut buf = Vec::new();
-        for l in lines {
-            buf.extend_from_slice(l.as_ref());
-            buf.push(b'\n');
-        }
-        self.write_bytes(&buf).await
+        self.write_bytes(&join_lines(lines)).await
     }
 
     /// Writes `bytes` as they are, then flushes.

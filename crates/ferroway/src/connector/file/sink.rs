@@ -1,5 +1,6 @@
 //! The file sink: appends lines, and says when they are durable.
 
+use crate::connector::format::join_lines;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -274,12 +275,7 @@ impl FileSink {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        let mut buf = Vec::new();
-        for l in lines {
-            buf.extend_from_slice(l.as_ref());
-            buf.push(b'\n');
-        }
-        self.write_bytes(buf).await
+        self.write_bytes(join_lines(lines)).await
     }
 
     /// Appends `bytes` as they are, in one write (lines already terminated by `\n`, e.g.
