@@ -2,6 +2,7 @@
 //! thing on stdout (the contract in `shared/bench/README.md`). Progress goes to stderr.
 
 mod file;
+mod kafka;
 mod pipeline;
 mod redis;
 mod report;
@@ -16,6 +17,8 @@ const WORKLOADS: &[&str] = &[
     "redis",
     "redis-sink",
     "file",
+    "kafka",
+    "kafka-sink",
 ];
 
 fn main() -> ExitCode {
@@ -46,6 +49,8 @@ fn main() -> ExitCode {
             "redis" => vec![rt.block_on(redis::run(false))],
             "redis-sink" => vec![rt.block_on(redis::run(true))],
             "file" => vec![rt.block_on(file::run())],
+            "kafka" => rt.block_on(kafka::run_source()),
+            "kafka-sink" => rt.block_on(kafka::run_sink()),
             _ => unreachable!("listed in WORKLOADS"),
         };
         for r in reports {

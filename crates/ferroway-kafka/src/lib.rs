@@ -1,0 +1,135 @@
+//! Kafka for Ferroway pipelines: a consumer-group source whose offset commits never run ahead
+//! of processing, and a producer sink that acknowledges only what the broker confirmed.
+//!
+//! Built on `rdkafka` with a librdkafka compiled from source, so no system library is needed
+//! (TLS is opt-in: see *Features*). Works with Apache Kafka, Redpanda, Azure Event Hubs' Kafka
+//! endpoint (see [`profile`]) and other Kafka-compatible brokers.
+//!
+//! # Consuming
+//!
+//! ```no_run
+//! use ferroway::pipeline::{Batcher, BatchInfo, Handler, Message, Pipeline, Processors};
+//! use ferroway::BoxError;
+//! use ferroway_kafka::{Connection, KafkaMetadata, KafkaSource, KafkaSourceOptions};
+//!
+//! struct Orders;
+//! impl Handler for Orders {
+//!     type Data = Vec<u8>;
+//!     async fn handle_message(&self, m: &mut Message<Vec<u8>>) -> Result<(), BoxError> {
+//!         let md = m.metadata::<KafkaMetadata>().expect("set by the source");
+//!         println!("{}/{}@{}: {} bytes", md.topic, md.partition, md.offset, m.data().len());
+//!         Ok(())
+//!     }
+//!     async fn handle_batch(&self, batch: &mut [Message<Vec<u8>>], _: &BatchInfo) -> Result<(), BoxError> {
+//!         // Write the batch somewhere durable. Offsets are committed only after this returns.
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let source = KafkaSource::factory(KafkaSourceOptions::new(
+//!     Connection::new("127.0.0.1:9092"),
+//!     "order-writer",
+//!     ["orders"],
+//! ))?;
+//! let factory = source.clone();
+//! let pipeline = Pipeline::builder("orders", Orders)
+//!     .producer(move || factory.create())
+//!     .partition_by(ferroway_kafka::partition_key) // per-partition order
+//!     .processors(Processors::new().concurrency(2))
+//!     .batcher(Batcher::new("default").batch_size(500))
+//!     .start()
+//!     .await?;
+//! // ... later: finish what is in flight, commit it, leave the group.
+//! pipeline.stop().await?;
+//! source.closed().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Offsets: what is committed, and when
+//!
+//! - Auto-commit is always off (`enable.auto.commit=false`, `enable.auto.offset.store=false`).
+//! - Per partition, the source commits the offset *below which every message has been
+//!   acknowledged* (a [`Watermark`](ferroway::pipeline::Watermark)); the committed value is
+//!   the next offset to read. A slow message holds its partition's commit back; others go on.
+//! - Commits happen every `commit_interval` (asynchronously), on revoke and on shutdown
+//!   (synchronously).
+//! - A message dead-lettered by the pipeline is acknowledged as successful, so it counts as
+//!   done. A failed acknowledgement follows [`OnFailed`]: by default the partition commits past
+//!   it, logged at `ERROR` and counted (never silent, never blocking); with
+//!   [`OnFailed::Hold`] it holds the commit until a restart or rebalance redelivers it.
+//! - On a rebalance, revoked partitions stop being emitted at once; their in-flight messages
+//!   are drained (bounded by `revoke_drain_timeout`) or abandoned ([`OnRevoke`]), what is
+//!   complete is committed, and the partitions are forgotten. Each assignment of a partition
+//!   has its own epoch in the acknowledgement token, so a late acknowledgement for a partition
+//!   this member no longer owns is dropped: a commit never covers a partition it does not own.
+//! - After a crash, messages acknowledged since the last commit are delivered again
+//!   (at-least-once); after a graceful [`Pipeline::stop`](ferroway::pipeline::Pipeline::stop)
+//!   followed by [`KafkaSourceFactory::closed`], none are.
+//!
+//! # Order and concurrency
+//!
+//! With [`partition_key`] as the pipeline's `partition_by`, each Kafka partition is handled
+//! by one processor and one batch processor, in offset order. Without it (or with a key of
+//! your own), messages of one partition are processed concurrently; commits stay correct.
+//!
+//! # Memory and demand
+//!
+//! The source fetches what the pipeline demanded plus at most `prefetch` messages, then
+//! pauses all its partitions (and keeps polling, so it stays in its group). Memory is bounded
+//! by demand, `prefetch` and librdkafka's `queued.max.messages.kbytes`, never by the topic.
+//!
+//! # Producing
+//!
+//! [`KafkaSink::send_batch`] from a batch handler produces every message and waits for the
+//! delivery reports; undeliverable messages are marked failed. The producer is idempotent by
+//! default. A [`KafkaSink`] is also a [`DeadLetterSink`](ferroway::pipeline::DeadLetterSink).
+//!
+//! # Features
+//!
+//! - default: librdkafka built with `./configure && make` (needs a C compiler only), with
+//!   zlib (gzip), snappy and lz4; `rdkafka`'s `tokio` feature for its async producer.
+//! - `ssl`: TLS and SASL/SCRAM through the system's OpenSSL (Debian: `libssl-dev`). Needed by
+//!   Azure Event Hubs and most managed services.
+//! - `ssl-vendored`: the same with OpenSSL built from source.
+//! - `zstd`: zstd compression.
+//!
+//! SASL/PLAIN over plain text works without any feature; SASL/GSSAPI (Kerberos) is not offered.
+//!
+//! # Metrics
+//!
+//! See [`telemetry`] for the counters.
+#![deny(missing_docs)]
+
+mod error;
+mod metadata;
+mod offsets;
+mod options;
+pub mod profile;
+mod sink;
+mod source;
+pub mod telemetry;
+
+pub use error::{ConfigError, ErrorClass, KafkaError, classify, classify_code};
+pub use metadata::{KafkaMetadata, partition_key};
+pub use options::{
+    Compression, Connection, KafkaSinkOptions, KafkaSourceOptions, OnFailed, OnRevoke, Partitioner, Properties,
+    RequiredAcks, SaslMechanism, SaslOptions, Secret, Security, StartFrom, TlsOptions,
+};
+pub use sink::{BatchReport, Delivered, KafkaRecord, KafkaSink, dead_letter_headers};
+pub use source::{KafkaSource, KafkaSourceFactory};
+
+/// The `rdkafka` crate, for what this crate does not wrap (e.g. an admin client).
+pub use rdkafka;
+
+/// Routes librdkafka's log lines to `tracing`.
+pub(crate) fn log_librdkafka(client: &'static str, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", client, fac, "{msg}"),
+        L::Warning => tracing::warn!(target: "librdkafka", client, fac, "{msg}"),
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", client, fac, "{msg}"),
+        L::Debug => tracing::debug!(target: "librdkafka", client, fac, "{msg}"),
+    }
+}

@@ -1,0 +1,196 @@
+//! Helpers for tests against the real test broker on 127.0.0.1:9092.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use ferroway::BoxError;
+use ferroway::pipeline::{Handler, Message};
+use ferroway_kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use ferroway_kafka::rdkafka::client::DefaultClientContext;
+use ferroway_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use ferroway_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use ferroway_kafka::{Connection, KafkaMetadata, KafkaRecord, KafkaSink, KafkaSinkOptions, KafkaSourceOptions};
+use tokio::sync::mpsc;
+
+pub const BROKER: &str = "127.0.0.1:9092";
+
+/// Fails (never skips) when the broker is down, saying how to start it.
+pub fn require_broker() {
+    let addr: SocketAddr = BROKER.parse().unwrap();
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        panic!(
+            "the Kafka test broker is not reachable on {BROKER}: start it with `bash scripts/services/kafka.sh` \
+             (from the repository root; `./scripts/test` does this for you)"
+        );
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+pub fn conn() -> Connection {
+    Connection::new(BROKER)
+}
+
+/// Source options suited to tests: short commit interval and session timeout.
+pub fn source_opts(group: &str, topic: &str) -> KafkaSourceOptions {
+    KafkaSourceOptions::new(conn(), group, [topic])
+        .commit_interval(Duration::from_millis(100))
+        .session_timeout(Duration::from_secs(6))
+        .heartbeat_interval(Duration::from_millis(500))
+        .close_timeout(Duration::from_secs(10))
+}
+
+pub async fn create_topic(name: &str, partitions: i32) {
+    require_broker();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let res = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topics");
+    for r in res {
+        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+    // Wait until the metadata shows every partition.
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", BROKER).create().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(md) = c.fetch_metadata(Some(name), Duration::from_secs(2))
+            && md
+                .topics()
+                .iter()
+                .any(|t| t.name() == name && t.partitions().len() == partitions as usize)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topic {name} never showed {partitions} partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn sink(topic: &str) -> KafkaSink {
+    KafkaSink::new(KafkaSinkOptions::new(conn()).topic(topic)).expect("sink")
+}
+
+/// Produces `payloads` to `topic`, payload i to partition `i % partitions`.
+pub async fn produce(topic: &str, partitions: i32, payloads: impl IntoIterator<Item = String>) {
+    let sink = sink(topic);
+    let mut msgs: Vec<Message<Vec<u8>>> = payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut m = Message::new(p.into_bytes());
+            m.put_metadata(KafkaRecord::new().partition(i as i32 % partitions));
+            m
+        })
+        .collect();
+    let r = sink.send_batch(&mut msgs).await;
+    assert_eq!(
+        r.failed,
+        0,
+        "produce failed: {:?}",
+        msgs.iter().find_map(|m| m.failure())
+    );
+}
+
+/// The group's committed offsets of partitions 0..n of `topic` (-1 for none).
+pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
+/// Polls `f` until true, at most `secs`.
+pub async fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One received message.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub payload: String,
+    pub md: KafkaMetadata,
+}
+
+/// Sends every message to a channel; fails those whose payload is in `fail`.
+pub struct Collect {
+    pub tx: mpsc::UnboundedSender<Got>,
+    pub fail: Vec<String>,
+    pub delay: Duration,
+}
+
+impl Collect {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Got>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Collect {
+                tx,
+                fail: Vec::new(),
+                delay: Duration::ZERO,
+            },
+            rx,
+        )
+    }
+}
+
+impl Handler for Collect {
+    type Data = Vec<u8>;
+
+    async fn handle_message(&self, m: &mut Message<Vec<u8>>) -> Result<(), BoxError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let payload = String::from_utf8(m.data().clone())?;
+        let md = m.metadata::<KafkaMetadata>().expect("metadata").clone();
+        let _ = self.tx.send(Got {
+            payload: payload.clone(),
+            md,
+        });
+        if self.fail.contains(&payload) {
+            return Err(format!("poison {payload}").into());
+        }
+        Ok(())
+    }
+}
+
+/// Drains what arrived so far into `into` (payload -> count).
+pub fn drain(rx: &mut mpsc::UnboundedReceiver<Got>, into: &mut HashMap<String, usize>) -> Vec<Got> {
+    let mut out = Vec::new();
+    while let Ok(g) = rx.try_recv() {
+        *into.entry(g.payload.clone()).or_default() += 1;
+        out.push(g);
+    }
+    out
+}

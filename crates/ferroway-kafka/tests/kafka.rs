@@ -1,0 +1,383 @@
+//! Source and sink against the real test broker (127.0.0.1:9092, `bash scripts/services/kafka.sh`).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use ferroway::BoxError;
+use ferroway::pipeline::{BoxFuture, DeadLetterSink, Message, Pipeline, Processors};
+use ferroway_kafka::{KafkaRecord, KafkaSource, OnFailed, dead_letter_headers};
+use tokio::sync::Notify;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_with_keys_headers_and_partitions() {
+    let topic = unique("rt");
+    create_topic(&topic, 2).await;
+    let sink = sink(&topic);
+    let mut out: Vec<Message<Vec<u8>>> = (0..10)
+        .map(|i| {
+            let mut m = Message::new(format!("v{i}").into_bytes());
+            let mut r = KafkaRecord::new().header("n", i.to_string()).header("kind", "test");
+            r = if i == 9 {
+                r.partition(1)
+            } else {
+                r.key(format!("k{}", i % 3))
+            };
+            m.put_metadata(r);
+            m
+        })
+        .collect();
+    let report = sink.send_batch(&mut out).await;
+    assert_eq!((report.sent, report.failed), (10, 0));
+
+    let (handler, mut rx) = Collect::new();
+    let source = KafkaSource::factory(source_opts(&unique("rt-g"), &topic)).unwrap();
+    let f = source.clone();
+    let pipeline = Pipeline::builder("rt", handler)
+        .producer(move || f.create())
+        .partition_by(ferroway_kafka::partition_key)
+        .processors(Processors::new().concurrency(2))
+        .start()
+        .await
+        .unwrap();
+    let mut seen = HashMap::new();
+    let mut got = Vec::new();
+    eventually(60, "10 messages", || {
+        got.extend(drain(&mut rx, &mut seen));
+        got.len() >= 10
+    })
+    .await;
+    pipeline.stop().await.unwrap();
+    source.closed().await;
+
+    let mut key_partition: HashMap<Vec<u8>, i32> = HashMap::new();
+    let mut last_offset: HashMap<i32, i64> = HashMap::new();
+    for g in &got {
+        let i: usize = g.payload[1..].parse().unwrap();
+        assert_eq!(g.md.header("n"), Some(i.to_string().as_bytes()));
+        assert_eq!(g.md.header("kind"), Some(&b"test"[..]));
+        assert_eq!(&*g.md.topic, topic.as_str());
+        assert!(g.md.timestamp.is_some());
+        if i == 9 {
+            assert_eq!(g.md.partition, 1, "explicit partition");
+            assert_eq!(g.md.key, None);
+        } else {
+            let key = g.md.key.clone().expect("key");
+            assert_eq!(key, format!("k{}", i % 3).into_bytes());
+            let p = *key_partition.entry(key).or_insert(g.md.partition);
+            assert_eq!(p, g.md.partition, "one key, one partition");
+        }
+        // partition_by(partition_key): each partition arrives in offset order.
+        let last = last_offset.insert(g.md.partition, g.md.offset);
+        assert!(
+            last.is_none_or(|l| l < g.md.offset),
+            "out of order in partition {}",
+            g.md.partition
+        );
+    }
+    assert_eq!(seen.len(), 10);
+    assert!(seen.values().all(|&n| n == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_in_the_same_group_resumes_from_the_committed_offset() {
+    let topic = unique("resume");
+    let group = unique("resume-g");
+    create_topic(&topic, 2).await;
+    produce(&topic, 2, (0..40).map(|i| format!("old-{i}"))).await;
+
+    let run = |source: ferroway_kafka::KafkaSourceFactory| async move {
+        let (handler, rx) = Collect::new();
+        let f = source.clone();
+        let p = Pipeline::builder("resume", handler)
+            .producer(move || f.create())
+            .processors(Processors::new().concurrency(2))
+            .start()
+            .await
+            .unwrap();
+        (p, rx)
+    };
+    let source = KafkaSource::factory(source_opts(&group, &topic)).unwrap();
+    let (p1, mut rx1) = run(source.clone()).await;
+    let mut first = HashMap::new();
+    eventually(60, "40 old messages", || {
+        drain(&mut rx1, &mut first);
+        first.len() == 40
+    })
+    .await;
+    p1.stop().await.unwrap();
+    source.closed().await;
+    assert_eq!(
+        committed(&group, &topic, 2),
+        vec![20, 20],
+        "everything acknowledged is committed"
+    );
+
+    produce(&topic, 2, (0..10).map(|i| format!("new-{i}"))).await;
+    let source = KafkaSource::factory(source_opts(&group, &topic)).unwrap();
+    let (p2, mut rx2) = run(source.clone()).await;
+    let mut second = HashMap::new();
+    eventually(60, "10 new messages", || {
+        drain(&mut rx2, &mut second);
+        second.keys().filter(|k| k.starts_with("new-")).count() == 10
+    })
+    .await;
+    p2.stop().await.unwrap();
+    source.closed().await;
+    drain(&mut rx2, &mut second);
+    let old: Vec<_> = second.keys().filter(|k| k.starts_with("old-")).collect();
+    assert!(old.is_empty(), "the restarted member saw old messages again: {old:?}");
+    assert!(second.values().all(|&n| n == 1), "duplicates: {second:?}");
+    assert_eq!(committed(&group, &topic, 2), vec![25, 25]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_mid_stream_commits_everything_acked_so_a_restart_has_no_duplicates() {
+    let topic = unique("graceful");
+    let group = unique("graceful-g");
+    create_topic(&topic, 3).await;
+    let n = 600;
+    produce(&topic, 3, (0..n).map(|i| i.to_string())).await;
+
+    let mut seen: Vec<HashMap<String, usize>> = Vec::new();
+    for round in 0..2 {
+        let (mut handler, mut rx) = Collect::new();
+        // Slow enough that the first run stops with messages in flight.
+        handler.delay = Duration::from_millis(2);
+        let source = KafkaSource::factory(source_opts(&group, &topic)).unwrap();
+        let f = source.clone();
+        let p = Pipeline::builder("graceful", handler)
+            .producer(move || f.create())
+            .partition_by(ferroway_kafka::partition_key)
+            .processors(Processors::new().concurrency(2).max_demand(20))
+            .start()
+            .await
+            .unwrap();
+        let mut got = HashMap::new();
+        if round == 0 {
+            eventually(60, "100 messages", || {
+                drain(&mut rx, &mut got);
+                got.len() >= 100
+            })
+            .await;
+        } else {
+            let before: HashSet<String> = seen[0].keys().cloned().collect();
+            eventually(60, "the rest", || {
+                drain(&mut rx, &mut got);
+                before.len() + got.len() >= n
+            })
+            .await;
+        }
+        p.stop().await.unwrap();
+        source.closed().await;
+        drain(&mut rx, &mut got);
+        seen.push(got);
+    }
+    let (a, b) = (&seen[0], &seen[1]);
+    assert!(a.len() < n, "the first run should have stopped mid-stream");
+    let dup: Vec<_> = a.keys().filter(|k| b.contains_key(*k)).collect();
+    assert!(
+        dup.is_empty(),
+        "{} duplicates after a graceful stop: {dup:?}",
+        dup.len()
+    );
+    assert!(a.values().chain(b.values()).all(|&c| c == 1));
+    let all: HashSet<&String> = a.keys().chain(b.keys()).collect();
+    assert_eq!(all.len(), n, "every message seen");
+}
+
+/// A dead-letter sink that waits for a signal before producing to the DLQ topic.
+struct GatedDlq {
+    gate: Arc<Notify>,
+    sink: ferroway_kafka::KafkaSink,
+}
+
+impl DeadLetterSink<Vec<u8>> for GatedDlq {
+    fn send(&self, messages: Vec<Message<Vec<u8>>>) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async move {
+            self.gate.notified().await;
+            DeadLetterSink::send(&self.sink, messages).await
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_message_holds_its_partition_commit_until_it_is_dead_lettered() {
+    let topic = unique("poison");
+    let dlq = unique("poison-dlq");
+    let group = unique("poison-g");
+    create_topic(&topic, 1).await;
+    create_topic(&dlq, 1).await;
+    produce(&topic, 1, (0..10).map(|i| i.to_string())).await;
+
+    let (mut handler, mut rx) = Collect::new();
+    handler.fail = vec!["3".into()];
+    let gate = Arc::new(Notify::new());
+    let source = KafkaSource::factory(source_opts(&group, &topic)).unwrap();
+    let f = source.clone();
+    // One message at a time per processor: the processor waiting on the dead-letter sink
+    // holds only the poison message, the other one goes on.
+    let p = Pipeline::builder("poison", handler)
+        .producer(move || f.create())
+        .processors(Processors::new().concurrency(2).max_demand(1).min_demand(0))
+        .dead_letter(GatedDlq {
+            gate: gate.clone(),
+            sink: sink(&dlq),
+        })
+        .start()
+        .await
+        .unwrap();
+    let mut seen = HashMap::new();
+    eventually(60, "all 10 handled", || {
+        drain(&mut rx, &mut seen);
+        seen.len() == 10
+    })
+    .await;
+    // 0..=2 are done, 3 is waiting for its dead-letter sink, 4..=9 are done.
+    eventually(30, "commit at 3", || committed(&group, &topic, 1) == vec![3]).await;
+    tokio::time::sleep(Duration::from_millis(800)).await; // 8 commit intervals
+    assert_eq!(
+        committed(&group, &topic, 1),
+        vec![3],
+        "the commit ran past a message not yet dead-lettered"
+    );
+
+    gate.notify_one();
+    eventually(30, "commit at 10", || committed(&group, &topic, 1) == vec![10]).await;
+    p.stop().await.unwrap();
+    source.closed().await;
+
+    // The poison message is in the DLQ topic, with why and where from.
+    let (reader, mut drx) = Collect::new();
+    let dsrc = KafkaSource::factory(source_opts(&unique("dlq-reader"), &dlq)).unwrap();
+    let f = dsrc.clone();
+    let rp = Pipeline::builder("dlq-reader", reader)
+        .producer(move || f.create())
+        .start()
+        .await
+        .unwrap();
+    let mut dl = HashMap::new();
+    let mut got = Vec::new();
+    eventually(60, "the dead letter", || {
+        got.extend(drain(&mut drx, &mut dl));
+        !got.is_empty()
+    })
+    .await;
+    rp.stop().await.unwrap();
+    dsrc.closed().await;
+    assert_eq!(got.len(), 1);
+    let g = &got[0];
+    assert_eq!(g.payload, "3");
+    assert_eq!(g.md.header(dead_letter_headers::OFFSET), Some(&b"3"[..]));
+    assert_eq!(g.md.header(dead_letter_headers::TOPIC), Some(topic.as_bytes()));
+    let reason = String::from_utf8(g.md.header(dead_letter_headers::REASON).unwrap().to_vec()).unwrap();
+    assert!(reason.contains("poison 3"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_ack_without_dead_letter_sink_follows_on_failed() {
+    let topic = unique("onfailed");
+    create_topic(&topic, 1).await;
+    produce(&topic, 1, (0..10).map(|i| i.to_string())).await;
+
+    let mut groups = Vec::new();
+    let mut runs = Vec::new();
+    for action in [OnFailed::Hold, OnFailed::Commit] {
+        let group = unique("onfailed-g");
+        let (mut handler, rx) = Collect::new();
+        handler.fail = vec!["3".into()];
+        let source = KafkaSource::factory(source_opts(&group, &topic).on_failed(action)).unwrap();
+        let f = source.clone();
+        let p = Pipeline::builder("onfailed", handler)
+            .producer(move || f.create())
+            .start()
+            .await
+            .unwrap();
+        groups.push(group);
+        runs.push((p, source, rx));
+    }
+    for (_, _, rx) in &mut runs {
+        let mut seen = HashMap::new();
+        eventually(60, "all 10 handled", || {
+            drain(rx, &mut seen);
+            seen.len() == 10
+        })
+        .await;
+    }
+    for (p, source, _) in runs {
+        p.stop().await.unwrap();
+        source.closed().await;
+    }
+    assert_eq!(
+        committed(&groups[0], &topic, 1),
+        vec![3],
+        "Hold: the commit stays below the failed message"
+    );
+    assert_eq!(committed(&groups[1], &topic, 1), vec![10], "Commit: skipped past it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_split_partitions_and_the_survivor_takes_over_without_loss() {
+    let topic = unique("split");
+    let group = unique("split-g");
+    let parts = 4;
+    create_topic(&topic, parts).await;
+
+    let start = |tag: &'static str| {
+        let (handler, rx) = Collect::new();
+        let source = KafkaSource::factory(source_opts(&group, &topic)).unwrap();
+        let f = source.clone();
+        async move {
+            let p = Pipeline::builder(tag, handler)
+                .producer(move || f.create())
+                .partition_by(ferroway_kafka::partition_key)
+                .processors(Processors::new().concurrency(2))
+                .start()
+                .await
+                .unwrap();
+            (p, source, rx)
+        }
+    };
+    let (pa, sa, mut rxa) = start("member-a").await;
+    let (pb, sb, mut rxb) = start("member-b").await;
+    let (mut a, mut b) = (HashMap::new(), HashMap::new());
+    let (mut pa_parts, mut pb_parts) = (HashSet::new(), HashSet::new());
+    let mut produced = 0usize;
+    // Produce in rounds until both members have received messages: the group split.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        produce(&topic, parts, (produced..produced + 8).map(|i| i.to_string())).await;
+        produced += 8;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        pa_parts.extend(drain(&mut rxa, &mut a).iter().map(|g| g.md.partition));
+        pb_parts.extend(drain(&mut rxb, &mut b).iter().map(|g| g.md.partition));
+        if !a.is_empty() && !b.is_empty() && a.len() + b.len() >= produced {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the two members never split the partitions"
+        );
+    }
+    // Member A leaves; B takes over every partition.
+    pa.stop().await.unwrap();
+    sa.closed().await;
+    drain(&mut rxa, &mut a);
+    produce(&topic, parts, (produced..produced + 100).map(|i| i.to_string())).await;
+    produced += 100;
+    let mut b_late_parts = HashSet::new();
+    eventually(60, "every message after the takeover", || {
+        b_late_parts.extend(drain(&mut rxb, &mut b).iter().map(|g| g.md.partition));
+        (0..produced).all(|i| a.contains_key(&i.to_string()) || b.contains_key(&i.to_string()))
+    })
+    .await;
+    pb.stop().await.unwrap();
+    sb.closed().await;
+    assert_eq!(b_late_parts.len(), parts as usize, "the survivor owns every partition");
+    let dup: Vec<_> = a.keys().filter(|k| b.contains_key(*k)).collect();
+    assert!(dup.is_empty(), "{} messages seen by both members: {dup:?}", dup.len());
+    eprintln!("member a partitions {pa_parts:?}, member b partitions {pb_parts:?}, {produced} messages");
+}
