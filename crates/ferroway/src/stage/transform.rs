@@ -138,7 +138,7 @@ where
                 }
                 None => downstream_open = false,
             },
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+            _ = sleep_until(deadline), if deadline.is_some() => {
                 t.tick(down.as_mut().map(|d| &mut d.outbox))?;
             },
             msg = crx.recv(), if stopping.is_none() => match msg {
@@ -155,6 +155,14 @@ where
             },
             else => return stopping.unwrap_or(Ok(())),
         }
+    }
+}
+
+/// Sleeps until `deadline`; never wakes without one (and costs no clock read then).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
