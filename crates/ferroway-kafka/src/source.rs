@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use ferroway::BoxError;
-use ferroway::pipeline::{AckToken, Acknowledger, Acks, Message, OnFailure};
+use ferroway::pipeline::{AckToken, Acknowledger, Acks, BoxFuture, Message, OnFailure};
 use ferroway::stage::{Emit, Producer};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult, RDKafkaErrorCode};
@@ -40,10 +40,10 @@ const PAUSE_AFTER: Duration = Duration::from_millis(500);
 /// The options are validated once, here. Each source is one member of the consumer group, so
 /// `producer_concurrency(n)` runs `n` members.
 ///
-/// After [`Pipeline::stop`](ferroway::pipeline::Pipeline::stop) returns, every message is
-/// acknowledged; each source then makes its final commit and leaves the group on its own
-/// thread. Await [`closed`](Self::closed) to know that has happened (e.g. before starting
-/// another member of the same group, or exiting the process).
+/// When [`Pipeline::stop`](ferroway::pipeline::Pipeline::stop) (or `join`) returns, every
+/// message is acknowledged and every source that emitted messages has made its final commit
+/// and left the group: the pipeline flushes the source's acknowledger. [`closed`](Self::closed)
+/// also covers sources that never emitted anything.
 #[derive(Debug, Clone)]
 pub struct KafkaSourceFactory {
     opts: Arc<KafkaSourceOptions>,
@@ -241,6 +241,8 @@ struct Shared {
     ready: Notify,
     /// Bumped by every rebalance: the poller refreshes its partition -> slot cache.
     generation: AtomicU64,
+    /// True once the poller made its final commit and left the group.
+    closed: watch::Sender<bool>,
     metrics: Metrics,
 }
 
@@ -262,6 +264,7 @@ impl Shared {
             demand: Condvar::new(),
             ready: Notify::new(),
             generation: AtomicU64::new(0),
+            closed: watch::Sender::new(false),
         }
     }
 
@@ -289,6 +292,16 @@ struct SourceAcker {
 }
 
 impl Acknowledger for SourceAcker {
+    /// The pipeline has drained: wait for the final commit (and the group leave), so that
+    /// `pipeline.stop()` returning means every acknowledged offset is committed.
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        self.shared.start_draining();
+        let mut closed = self.shared.closed.subscribe();
+        Box::pin(async move {
+            let _ = closed.wait_for(|c| *c).await;
+        })
+    }
+
     fn ack(&self, acks: Acks) {
         let sh = &self.shared;
         let mut dropped = 0u64;
@@ -593,7 +606,17 @@ fn set_paused(consumer: &BaseConsumer<SourceContext>, sh: &Shared, pause: bool) 
     }
 }
 
+/// Marks the source closed when the poller thread ends, however it ends.
+struct ClosedOnDrop(Arc<Shared>);
+
+impl Drop for ClosedOnDrop {
+    fn drop(&mut self) {
+        self.0.closed.send_replace(true);
+    }
+}
+
 fn poll_loop(consumer: BaseConsumer<SourceContext>, sh: Arc<Shared>, acker: Arc<SourceAcker>, _live: LiveGuard) {
+    let _closed = ClosedOnDrop(sh.clone());
     let weak: Weak<SourceAcker> = Arc::downgrade(&acker);
     let mut acker: Option<Arc<dyn Acknowledger>> = Some(acker);
     let opts = sh.opts.clone();
