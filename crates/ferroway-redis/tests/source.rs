@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ferroway::pipeline::{Message, Pipeline, Processors};
 use ferroway_redis::{ClaimOptions, Entry, OnFailed, RedisSource, SourceOptions, StartId};
-use support::{Record, delete, pending_count, redis, unique, url, xadd_n};
+use support::{Record, delete, group_read_as, pending_count, redis, unique, url, xadd_n};
 use tokio::sync::mpsc;
 
 fn opts(group: &str, stream: &str, consumer: &str) -> SourceOptions {
@@ -93,26 +93,7 @@ async fn restart_reprocesses_own_pending_entries_first() {
     let stream = unique("pel");
     xadd_n(&mut c, &stream, 0, 50).await;
     // A consumer that read entries and died before acknowledging them.
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&stream)
-        .arg("g")
-        .arg("0")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("g")
-        .arg("worker")
-        .arg("COUNT")
-        .arg(20)
-        .arg("STREAMS")
-        .arg(&stream)
-        .arg(">")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    group_read_as(&mut c, &stream, "g", "worker", Some(20)).await;
     assert_eq!(pending_count(&mut c, &stream, "g").await, 20);
     let rec = Record::default();
     let o = opts("g", &stream, "worker");
@@ -143,25 +124,8 @@ async fn idle_entries_of_a_dead_consumer_are_claimed_and_a_delivery_limit_dead_l
     let mut c = redis().await;
     let stream = unique("claim");
     xadd_n(&mut c, &stream, 0, 10).await;
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&stream)
-        .arg("g")
-        .arg("0")
-        .query_async(&mut c)
-        .await
-        .unwrap();
     // "dead" read all ten and vanished; entry 3 had already been delivered 3 times.
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("g")
-        .arg("dead")
-        .arg("STREAMS")
-        .arg(&stream)
-        .arg(">")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    group_read_as(&mut c, &stream, "g", "dead", None).await;
     let ids: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
         .arg(&stream)
         .arg("-")

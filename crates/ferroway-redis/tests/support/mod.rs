@@ -41,6 +41,31 @@ pub async fn xadd_n(c: &mut redis::aio::MultiplexedConnection, stream: &str, fro
     pipe.query_async::<()>(c).await.unwrap();
 }
 
+/// Creates `group` at the start of `stream` and reads as `consumer` without acknowledging:
+/// a consumer that took entries and died.
+pub async fn group_read_as(
+    c: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    group: &str,
+    consumer: &str,
+    count: Option<usize>,
+) {
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(group)
+        .arg("0")
+        .query_async(c)
+        .await
+        .unwrap();
+    let mut read = redis::cmd("XREADGROUP");
+    read.arg("GROUP").arg(group).arg(consumer);
+    if let Some(n) = count {
+        read.arg("COUNT").arg(n);
+    }
+    let _: redis::Value = read.arg("STREAMS").arg(stream).arg(">").query_async(c).await.unwrap();
+}
+
 pub async fn pending_count(c: &mut redis::aio::MultiplexedConnection, stream: &str, group: &str) -> u64 {
     let v: redis::Value = redis::cmd("XPENDING")
         .arg(stream)
