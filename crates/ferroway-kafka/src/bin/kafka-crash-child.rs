@@ -2,7 +2,8 @@
 //!
 //! Consumes TOPIC as a member of GROUP and appends each message's payload as one line to the
 //! file OUT, written and fsynced before the message is acknowledged — the durable record the
-//! test checks after killing this process with SIGKILL at random moments. Runs until killed.
+//! test checks after killing this process with SIGKILL at random moments. Runs until killed,
+//! or drains and exits on SIGTERM.
 //! `CRASH_CHILD_BATCH_DELAY_MS` slows each batch down (default 0) so kills land mid-stream.
 
 use std::fs::{File, OpenOptions};
@@ -78,7 +79,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .start()
             .await?;
-        eprintln!("kafka-crash-child: running");
+        // The crash harness waits for this line; SIGTERM drains gracefully (commits all).
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        println!("ready");
+        std::io::stdout().flush()?;
+        let drainer = pipeline.drainer();
+        tokio::spawn(async move {
+            term.recv().await;
+            drainer.drain();
+        });
         pipeline.join().await?;
         Ok(())
     })
