@@ -303,3 +303,39 @@ async fn consumer_supervisor_never_runs_more_than_max_demand_tasks() {
     let peak = peak.load(Ordering::SeqCst);
     assert!((4..=8).contains(&peak), "peak concurrency {peak}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn subscribing_to_a_draining_producer_is_refused_and_leaves_no_trace() {
+    let p = stage::start_producer(Silent, ProducerOptions::new().name("draining"));
+    let slow = stage::start_consumer(
+        Collect {
+            delay: Duration::from_secs(1),
+            ..Default::default()
+        },
+        ConsumerOptions::new(),
+    );
+    slow.subscribe_to(&p, SubscribeOptions::new().max_demand(2).min_demand(0))
+        .await
+        .unwrap();
+    p.emitter().emit((0..10).collect()).unwrap();
+    assert!(p.drain());
+    settle().await;
+    // Still handing out its buffer, but no longer taking subscribers.
+    let late = stage::start_consumer(Collect::default(), ConsumerOptions::new().stop_when_unsubscribed(true));
+    assert_eq!(
+        late.subscribe_to(&p, SubscribeOptions::new()).await,
+        Err(SubscribeError::ProducerStopped {
+            producer: "draining".into()
+        })
+    );
+    // The refused subscription left nothing behind: once its only real one ends, it stops.
+    let other = stage::start_producer(Range::new(0, 5), ProducerOptions::new());
+    late.subscribe_to(&other, SubscribeOptions::new().cancel(CancelMode::Transient))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), late.join())
+        .await
+        .expect("a refused subscription kept the consumer alive")
+        .unwrap();
+    slow.join().await.unwrap();
+}

@@ -28,9 +28,12 @@ impl RateLimiter {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 let now = Instant::now();
                 if now >= st.1 {
-                    // Whole intervals passed: start a fresh one aligned to the old grid.
-                    let behind = (now - st.1).as_nanos() / self.interval.as_nanos().max(1);
-                    st.1 += self.interval * (behind as u32 + 1);
+                    // A new interval: consecutive ones stay on the grid, after a pause it restarts.
+                    st.1 = if now - st.1 < self.interval {
+                        st.1 + self.interval
+                    } else {
+                        now + self.interval
+                    };
                     st.0 = self.allowed;
                 }
                 if st.0 > 0 {

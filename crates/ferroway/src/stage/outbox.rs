@@ -62,7 +62,8 @@ impl<T: Send + 'static> Outbox<T> {
         match msg {
             ProducerMsg::Subscribe { link, opts, ask, reply } => {
                 if !self.accepting {
-                    link.forget();
+                    // The consumer already recorded the subscription: tell it to drop it.
+                    link.close(EndReason::Rejected);
                     let _ = reply.send(Err(SubscribeError::ProducerStopped {
                         producer: self.name.clone(),
                     }));
