@@ -537,6 +537,9 @@ struct SlotCache {
     generation: u64,
     /// Topic name -> (shared name, partition -> slot).
     topics: HashMap<Box<str>, TopicSlots>,
+    /// The last hit: consecutive messages mostly come from the same partition, so most
+    /// lookups hash nothing.
+    last: Option<(i32, Arc<str>, u64)>,
 }
 
 type TopicSlots = (Arc<str>, HashMap<i32, u64>);
@@ -544,8 +547,16 @@ type TopicSlots = (Arc<str>, HashMap<i32, u64>);
 impl SlotCache {
     fn lookup(&mut self, sh: &Shared, topic: &str, partition: i32) -> Option<(Arc<str>, u64)> {
         let generation = sh.generation.load(Ordering::Acquire);
+        if generation == self.generation
+            && let Some((p, name, slot)) = &self.last
+            && *p == partition
+            && **name == *topic
+        {
+            return Some((name.clone(), *slot));
+        }
         if generation != self.generation || self.topics.is_empty() {
             self.generation = generation;
+            self.last = None;
             self.topics.clear();
             let s = sh.lock();
             for slot in s.book.slots() {
@@ -559,7 +570,9 @@ impl SlotCache {
             }
         }
         let (name, parts) = self.topics.get(topic)?;
-        Some((name.clone(), *parts.get(&partition)?))
+        let slot = *parts.get(&partition)?;
+        self.last = Some((partition, name.clone(), slot));
+        Some((name.clone(), slot))
     }
 }
 
