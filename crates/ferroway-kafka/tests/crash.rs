@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-use ferroway_testkit::{BoxError, CrashTest, Finish, Stop, Subject};
+use ferroway_testkit::{BoxError, CrashTest, Finish, Stop, Subject, count_lines, read_id_lines};
 
 const N: u64 = 3_000;
 /// Per kill: one commit interval of acknowledged messages (100 ms at about 400/s with the
@@ -60,17 +60,11 @@ impl Subject for Topic {
     }
 
     fn record(&mut self) -> Result<Vec<u64>, BoxError> {
-        let text = match std::fs::read_to_string(&self.out) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        // A line cut by a kill was never acknowledged; only whole lines count.
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        complete
-            .lines()
-            .map(|l| l.parse::<u64>().map_err(|e| format!("bad line {l:?}: {e}").into()))
-            .collect()
+        read_id_lines(&self.out)
+    }
+
+    fn progress(&mut self) -> Result<u64, BoxError> {
+        count_lines(&self.out)
     }
 }
 

@@ -7,7 +7,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use ferroway_testkit::{BoxError, CrashTest, Finish, Stop, Subject};
+use ferroway_testkit::{BoxError, CrashTest, Finish, Stop, Subject, count_lines, read_id_lines};
 
 /// In flight at most: processors 2 x 100, the batcher 2 x 100, batch processors 2 x 2 x 50.
 const IN_FLIGHT: u64 = 600;
@@ -89,23 +89,11 @@ impl Subject for RedisStream {
     }
 
     fn record(&mut self) -> Result<Vec<u64>, BoxError> {
-        let text = match std::fs::read_to_string(&self.out) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        // A partial last line was never acknowledged; the next run cuts it off.
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        complete
-            .lines()
-            .map(|l| l.parse::<u64>().map_err(|e| format!("bad line {l:?}: {e}").into()))
-            .collect()
+        read_id_lines(&self.out)
     }
 
     fn progress(&mut self) -> Result<u64, BoxError> {
-        Ok(std::fs::read(&self.out)
-            .map(|d| d.iter().filter(|&&b| b == b'\n').count() as u64)
-            .unwrap_or(0))
+        count_lines(&self.out)
     }
 }
 

@@ -506,6 +506,36 @@ impl Drop for Running {
     }
 }
 
+/// The ids in a record file holding one decimal id per line, as connector crash-test children
+/// write it. A last line without its newline was cut by a kill and never acknowledged (its
+/// batch comes again): it is left out. A missing file is an empty record; any other line is an
+/// error naming it.
+pub fn read_id_lines(path: &std::path::Path) -> Result<Vec<u64>, BoxError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display()).into()),
+    };
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            l.parse::<u64>()
+                .map_err(|e| format!("{}:{}: bad line {l:?}: {e}", path.display(), i + 1).into())
+        })
+        .collect()
+}
+
+/// How many whole lines a record file holds (a cheap [`Subject::progress`]).
+pub fn count_lines(path: &std::path::Path) -> Result<u64, BoxError> {
+    match std::fs::read(path) {
+        Ok(d) => Ok(d.iter().filter(|&&b| b == b'\n').count() as u64),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(format!("{}: {e}", path.display()).into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
