@@ -54,10 +54,36 @@ impl From<Arc<str>> for BatchKey {
     }
 }
 
+type AnyBox = Box<dyn Any + Send + Sync>;
+
+/// Typed metadata values. Connectors put one (their own type): it lives inline, so a message
+/// with metadata costs one allocation less.
+#[derive(Default)]
+struct Metadata {
+    first: Option<AnyBox>,
+    rest: Vec<AnyBox>,
+}
+
+impl Metadata {
+    fn iter(&self) -> impl Iterator<Item = &AnyBox> {
+        self.first.iter().chain(self.rest.iter())
+    }
+
+    fn put<M: Any + Send + Sync>(&mut self, value: M) {
+        if let Some(slot) = self.first.iter_mut().chain(self.rest.iter_mut()).find(|m| m.is::<M>()) {
+            *slot = Box::new(value);
+        } else if self.first.is_none() {
+            self.first = Some(Box::new(value));
+        } else {
+            self.rest.push(Box::new(value));
+        }
+    }
+}
+
 /// Rarely set parts of a message, boxed so that a plain message stays small and fast to move.
 #[derive(Default)]
 struct Extras {
-    metadata: Vec<Box<dyn Any + Send + Sync>>,
+    metadata: Metadata,
     batch_key: BatchKey,
     failure: Option<Arc<str>>,
     on_failure: OnFailure,
@@ -78,6 +104,10 @@ struct Extras {
 /// assert_eq!(m.data(), "42!");
 /// assert_eq!(m.batcher(), Some("sql"));
 /// assert_eq!(m.batch_key(), &BatchKey::from("users"));
+/// m.put_metadata(7u32);
+/// m.put_metadata("source-a");
+/// m.put_metadata(8u32); // replaces the u32
+/// assert_eq!((m.metadata::<u32>(), m.metadata::<&str>()), (Some(&8), Some(&"source-a")));
 /// m.fail("not a valid user");
 /// assert_eq!(m.failure(), Some("not a valid user"));
 /// ```
@@ -155,12 +185,7 @@ impl<T> Message<T> {
 
     /// Puts metadata of type `M`, replacing any earlier value of the same type.
     pub fn put_metadata<M: Any + Send + Sync>(&mut self, value: M) {
-        let md = &mut self.extras().metadata;
-        if let Some(slot) = md.iter_mut().find(|m| m.is::<M>()) {
-            *slot = Box::new(value);
-        } else {
-            md.push(Box::new(value));
-        }
+        self.extras().metadata.put(value);
     }
 
     /// Sends the message to the batcher named `name` (by default: the first batcher).
