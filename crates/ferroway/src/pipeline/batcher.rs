@@ -57,10 +57,10 @@ struct Open<T> {
 /// Open batches, by (batch key, partition).
 pub(crate) struct Batches<T> {
     cfg: Config<T>,
-    // Most messages carry no batch key: their open batches sit in a vector by partition, so
-    // the hot path hashes nothing.
+    // Open batches per partition: for messages without a batch key (most) in a vector, so the
+    // hot path hashes nothing; for keyed ones by key.
     unkeyed: Vec<Option<Open<T>>>,
-    keyed: HashMap<(BatchKey, usize), Open<T>>,
+    keyed: HashMap<BatchKey, Vec<Option<Open<T>>>>,
     // Every batch has the same timeout, so creation order is deadline order.
     deadlines: VecDeque<(Instant, (BatchKey, usize), u64)>,
     generation: u64,
@@ -78,17 +78,16 @@ impl<T> Batches<T> {
         }
     }
 
-    fn slot(&mut self, key: &BatchKey, partition: usize) -> Option<&mut Open<T>> {
+    /// The open-batch slots (one per partition) of `key`, created on first use.
+    fn slots(&mut self, key: &BatchKey) -> &mut Vec<Option<Open<T>>> {
         match key {
-            BatchKey::Default => self.unkeyed[partition].as_mut(),
-            k => self.keyed.get_mut(&(k.clone(), partition)),
-        }
-    }
-
-    fn take(&mut self, key: &BatchKey, partition: usize) -> Option<Open<T>> {
-        match key {
-            BatchKey::Default => self.unkeyed[partition].take(),
-            k => self.keyed.remove(&(k.clone(), partition)),
+            BatchKey::Default => &mut self.unkeyed,
+            k => {
+                let n = self.unkeyed.len();
+                self.keyed
+                    .entry(k.clone())
+                    .or_insert_with(|| (0..n).map(|_| None).collect())
+            }
         }
     }
 
@@ -101,50 +100,49 @@ impl<T> Batches<T> {
             BatchSize::Count(n) => (1, *n),
             BatchSize::Weighted(n, f) => (f(&m), *n),
         };
-        let key = m.batch_key();
+        let key = m.batch_key().clone();
+        let cap = if let BatchSize::Count(n) = self.cfg.size {
+            n.min(4096)
+        } else {
+            0
+        };
+        let (timeout, generation) = (self.cfg.timeout, self.generation + 1);
+        let slot = &mut self.slots(&key)[partition];
         // A message that would overflow the open batch closes it first.
-        if self
-            .slot(key, partition)
-            .is_some_and(|o| o.weight + weight > max && !o.messages.is_empty())
-        {
-            let key = key.clone();
-            if let Some(open) = self.take(&key, partition) {
-                out.push(self.close((key, partition), open, BatchTrigger::Size));
-            }
-        }
-        let key = m.batch_key();
-        if self.slot(key, partition).is_none() {
-            let key = key.clone();
-            self.generation += 1;
-            let started = Instant::now();
-            self.deadlines
-                .push_back((started + self.cfg.timeout, (key.clone(), partition), self.generation));
-            let cap = if let BatchSize::Count(n) = self.cfg.size {
-                n.min(4096)
-            } else {
-                0
-            };
-            let open = Open {
+        let overflowed = slot.take_if(|o| o.weight + weight > max && !o.messages.is_empty());
+        let mut created = false;
+        let open = slot.get_or_insert_with(|| {
+            created = true;
+            Open {
                 messages: Vec::with_capacity(cap),
                 weight: 0,
-                started,
-                generation: self.generation,
-            };
-            match key {
-                BatchKey::Default => self.unkeyed[partition] = Some(open),
-                k => {
-                    self.keyed.insert((k, partition), open);
-                }
+                started: Instant::now(),
+                generation,
             }
-        }
-        let key = m.batch_key().clone();
-        let Some(open) = self.slot(&key, partition) else { return };
+        });
         open.messages.push(m);
         open.weight += weight;
-        if open.weight >= max
-            && let Some(open) = self.take(&key, partition)
-        {
-            out.push(self.close((key, partition), open, BatchTrigger::Size));
+        let started = open.started;
+        let full = if open.weight >= max { slot.take() } else { None };
+        if created {
+            self.generation = generation;
+            self.deadlines
+                .push_back((started + timeout, (key.clone(), partition), generation));
+        }
+        if let Some(o) = overflowed {
+            out.push(self.close((key.clone(), partition), o, BatchTrigger::Size));
+        }
+        if let Some(o) = full {
+            self.prune(&key);
+            out.push(self.close((key, partition), o, BatchTrigger::Size));
+        }
+    }
+
+    /// Takes the open batch of `key` in `partition` if it is still the one of `generation`.
+    fn take_generation(&mut self, key: &BatchKey, partition: usize, generation: u64) -> Option<Open<T>> {
+        match key {
+            BatchKey::Default => self.unkeyed[partition].take_if(|o| o.generation == generation),
+            k => self.keyed.get_mut(k)?[partition].take_if(|o| o.generation == generation),
         }
     }
 
@@ -165,17 +163,13 @@ impl<T> Batches<T> {
 
     /// Closes every batch whose deadline has passed.
     fn expire(&mut self, now: Instant, out: &mut Vec<Batch<T>>) {
-        while let Some((deadline, _, _)) = self.deadlines.front() {
-            if *deadline > now {
-                break;
-            }
-            let Some((_, key, generation)) = self.deadlines.pop_front() else {
+        while self.deadlines.front().is_some_and(|d| d.0 <= now) {
+            let Some((_, (key, partition), generation)) = self.deadlines.pop_front() else {
                 break;
             };
-            if self.slot(&key.0, key.1).is_some_and(|o| o.generation == generation)
-                && let Some(open) = self.take(&key.0, key.1)
-            {
-                out.push(self.close(key, open, BatchTrigger::Timeout));
+            if let Some(open) = self.take_generation(&key, partition, generation) {
+                self.prune(&key);
+                out.push(self.close((key, partition), open, BatchTrigger::Timeout));
             }
         }
     }
@@ -183,8 +177,7 @@ impl<T> Batches<T> {
     fn next_deadline(&mut self) -> Option<Instant> {
         // Skip deadlines of batches already closed by size.
         while let Some((_, (key, partition), generation)) = self.deadlines.front() {
-            let (key, partition, generation) = (key.clone(), *partition, *generation);
-            if self.slot(&key, partition).is_some_and(|o| o.generation == generation) {
+            if self.is_open(key, *partition, *generation) {
                 break;
             }
             self.deadlines.pop_front();
@@ -192,16 +185,34 @@ impl<T> Batches<T> {
         self.deadlines.front().map(|d| d.0)
     }
 
+    fn is_open(&self, key: &BatchKey, partition: usize, generation: u64) -> bool {
+        let slot = match key {
+            BatchKey::Default => self.unkeyed.get(partition),
+            k => self.keyed.get(k).and_then(|v| v.get(partition)),
+        };
+        slot.is_some_and(|o| o.as_ref().is_some_and(|o| o.generation == generation))
+    }
+
+    /// Forgets a key with no open batch left, so distinct keys do not accumulate.
+    fn prune(&mut self, key: &BatchKey) {
+        if !matches!(key, BatchKey::Default) && self.keyed.get(key).is_some_and(|v| v.iter().all(Option::is_none)) {
+            self.keyed.remove(key);
+        }
+    }
+
     fn flush_all(&mut self, out: &mut Vec<Batch<T>>) {
         self.deadlines.clear();
-        for p in 0..self.unkeyed.len() {
-            if let Some(o) = self.unkeyed[p].take() {
-                out.push(self.close((BatchKey::Default, p), o, BatchTrigger::Flush));
+        let mut closed = Vec::new();
+        for (p, slot) in self.unkeyed.iter_mut().enumerate() {
+            closed.extend(slot.take().map(|o| ((BatchKey::Default, p), o)));
+        }
+        for (key, slots) in self.keyed.drain() {
+            for (p, slot) in slots.into_iter().enumerate() {
+                closed.extend(slot.map(|o| ((key.clone(), p), o)));
             }
         }
-        let keyed: Vec<_> = self.keyed.drain().collect();
-        for (key, o) in keyed {
-            out.push(self.close(key, o, BatchTrigger::Flush));
+        for (k, o) in closed {
+            out.push(self.close(k, o, BatchTrigger::Flush));
         }
     }
 }
