@@ -236,7 +236,7 @@ async fn pipeline_sink(stream: &str) -> (f64, bool) {
 
 pub async fn run(sink: bool) -> Report {
     let mut c = connect().await;
-    let tag = format!("{}-{:x}", std::process::id(), fastrand_like());
+    let tag = format!("{}-{:x}", std::process::id(), unique_suffix());
     if !sink {
         let stream = format!("ferroway-bench-src-{tag}");
         eprintln!("adding {N} entries to {stream} ...");
@@ -264,7 +264,7 @@ pub async fn run(sink: bool) -> Report {
     }
 }
 
-fn fastrand_like() -> u32 {
+fn unique_suffix() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos())

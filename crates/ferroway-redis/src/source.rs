@@ -251,9 +251,8 @@ impl RedisSource {
             let entries = parse_entries(cmd.query_async(c).await?);
             self.claimed[i].increment(entries.len() as u64);
             info!(stream = %stream, count = entries.len(), "claimed idle entries");
-            let counts = idle;
             out.extend(self.messages(i, entries, |id| {
-                counts.iter().find(|(x, _)| *x == id).map_or(1, |(_, d)| d + 1)
+                idle.iter().find(|(x, _)| *x == id).map_or(1, |(_, d)| d + 1)
             }));
         }
         Ok(out)
@@ -264,13 +263,10 @@ impl RedisSource {
         if !self.groups_ready {
             self.ensure_groups(c).await?;
         }
-        if self
-            .opts
-            .claim
-            .as_ref()
-            .is_some_and(|_| Instant::now() >= self.next_claim)
+        if let Some(interval) = self.opts.claim.as_ref().map(|c| c.interval)
+            && Instant::now() >= self.next_claim
         {
-            self.next_claim = Instant::now() + self.opts.claim.as_ref().map(|c| c.interval).unwrap_or_default();
+            self.next_claim = Instant::now() + interval;
             let claimed = self.claim(c, count).await?;
             if !claimed.is_empty() {
                 return Ok(claimed);

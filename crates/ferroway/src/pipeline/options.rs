@@ -69,7 +69,11 @@ impl Processors {
     }
 
     pub(crate) fn demand(&self) -> (usize, usize) {
-        (self.max_demand, self.min_demand.unwrap_or(self.max_demand * 3 / 4))
+        (
+            self.max_demand,
+            self.min_demand
+                .unwrap_or_else(|| crate::stage::default_min_demand(self.max_demand)),
+        )
     }
 }
 

@@ -77,5 +77,4 @@ pub use producer_consumer::{ProducerConsumer, ProducerConsumerStage, start_produ
 pub use subscription::{CancelMode, SubscribeOptions, SubscriptionId};
 pub use supervisor::start_consumer_supervisor;
 
-#[allow(unused_imports)]
-pub(crate) use subscription::{ConsumerMsg, EndReason, ProducerMsg};
+pub(crate) use subscription::{ConsumerMsg, default_min_demand};

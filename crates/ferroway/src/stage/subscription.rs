@@ -127,7 +127,10 @@ impl<T> SubscribeOptions<T> {
 
     /// `(max_demand, min_demand)` with the default applied.
     pub fn demand(&self) -> (usize, usize) {
-        (self.max_demand, self.min_demand.unwrap_or(self.max_demand * 3 / 4))
+        (
+            self.max_demand,
+            self.min_demand.unwrap_or_else(|| default_min_demand(self.max_demand)),
+        )
     }
 
     pub(crate) fn validate(&self, producer: &Arc<str>) -> Result<(), SubscribeError> {
@@ -146,6 +149,11 @@ impl<T> SubscribeOptions<T> {
         }
         Ok(())
     }
+}
+
+/// GenStage's default: ask again once a quarter of the window is handled.
+pub(crate) fn default_min_demand(max_demand: usize) -> usize {
+    max_demand * 3 / 4
 }
 
 /// Why a subscription ended, as told to the consumer.
