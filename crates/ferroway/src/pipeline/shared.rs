@@ -103,31 +103,17 @@ impl<H: Handler> Shared<H> {
             Some(sink) => {
                 let letters: Vec<_> = std::mem::take(failed)
                     .into_iter()
-                    .map(|mut m| {
-                        let reason = m.failure_arc().unwrap_or_else(|| "failed".into());
+                    .zip(&reasons)
+                    .map(|(mut m, (reason, _, _))| {
                         m.put_metadata(DeadLetterInfo {
                             pipeline: self.name.clone(),
                             stage,
-                            reason,
+                            reason: reason.clone(),
                         });
                         m
                     })
                     .collect();
-                let count = letters.len();
-                match AssertUnwindSafe(sink.send(letters)).catch_unwind().await {
-                    Ok(Ok(())) => {
-                        self.dead_lettered.increment(count as u64);
-                        true
-                    }
-                    Ok(Err(e)) => {
-                        warn!(pipeline = %self.name, error = %e, count, "dead-letter sink failed; acknowledging as failed");
-                        false
-                    }
-                    Err(p) => {
-                        warn!(pipeline = %self.name, reason = %panic_message(&*p), count, "dead-letter sink panicked; acknowledging as failed");
-                        false
-                    }
-                }
+                self.dead_letter(sink.as_ref(), letters).await
             }
         };
         if stored {
@@ -139,5 +125,24 @@ impl<H: Handler> Shared<H> {
             groups.add(ack, (!stored).then_some((reason, on_failure)));
         }
         failed.clear();
+    }
+
+    /// Hands `letters` to the sink; true when it took them.
+    async fn dead_letter(&self, sink: &dyn DeadLetterSink<H::Data>, letters: Vec<Message<H::Data>>) -> bool {
+        let count = letters.len();
+        match AssertUnwindSafe(sink.send(letters)).catch_unwind().await {
+            Ok(Ok(())) => {
+                self.dead_lettered.increment(count as u64);
+                true
+            }
+            Ok(Err(e)) => {
+                warn!(pipeline = %self.name, error = %e, count, "dead-letter sink failed; acknowledging as failed");
+                false
+            }
+            Err(p) => {
+                warn!(pipeline = %self.name, reason = %panic_message(&*p), count, "dead-letter sink panicked; acknowledging as failed");
+                false
+            }
+        }
     }
 }
