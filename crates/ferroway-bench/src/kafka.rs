@@ -4,19 +4,27 @@
 //! `kafka`: 1,000,000 messages of 100 bytes are produced to a fresh 4-partition topic first.
 //! Then, in the same run, a bare rdkafka `BaseConsumer` loop reads them all (baseline), and a
 //! pipeline — `KafkaSource`, 2 processors, every message acknowledged and its offset committed
-//! — reads them all in another group. Both clocks run from the first message received to the
-//! last, so the group join (about 5 s on the test broker) is not counted. `checksum_ok`: every
-//! message seen once by each, and the pipeline's group committed the end of every partition.
+//! — reads them all in another group. The bare consumer is created from the source's own
+//! librdkafka configuration ([`KafkaSourceOptions::client_config`]), so the ratio measures
+//! the pipeline, not a difference of settings. Both clocks run from the first message
+//! received to the last, so the group join (seconds on the test broker) is not counted.
+//! `checksum_ok`: every message seen once by each, and the pipeline's group committed the end
+//! of every partition.
 //!
 //! `kafka-sink`: 1,000,000 messages of 100 bytes produced to fresh topics by a bare rdkafka
 //! `BaseProducer` loop (baseline: send, poll, flush) and by a pipeline — an in-memory producer,
 //! 2 processors, a batcher of 5,000 with 4 batch processors calling `KafkaSink::send_batch`.
-//! Same producer settings for both: idempotent, `acks=all`, `linger.ms=5`. Clocks include
-//! waiting for every delivery report. `checksum_ok`: no delivery failed.
+//! The bare producer is created from the sink's configuration
+//! ([`KafkaSinkOptions::client_config`]): idempotent, `acks=all`, `linger.ms=5`. Clocks
+//! include waiting for every delivery report. `checksum_ok`: no delivery failed.
+//!
+//! A single pass lasts well under a second, where a stray scheduling hiccup on 2 cores moves a
+//! figure by tens of percent: each workload runs [`ROUNDS`] rounds, baseline then pipeline,
+//! and reports the median of each (every round's figures are in the line too).
 
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ferroway::BoxError;
@@ -38,6 +46,8 @@ const BROKER: &str = "127.0.0.1:9092";
 const N: u64 = 1_000_000;
 const SIZE: usize = 100;
 const PARTITIONS: i32 = 4;
+/// Rounds per workload (medians reported).
+const ROUNDS: usize = 3;
 
 /// Exits with a message saying how to start the broker when it is not there.
 fn require_broker() {
@@ -91,22 +101,17 @@ async fn delete_topics(names: &[&str]) {
     let _ = admin().delete_topics(names, &AdminOptions::new()).await;
 }
 
-fn producer_config() -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", BROKER)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "100000")
-        .set("partitioner", "murmur2_random");
-    c
+fn sink_options() -> KafkaSinkOptions {
+    KafkaSinkOptions::new(Connection::new(BROKER)).linger(Duration::from_millis(5))
+}
+
+fn source_options(group: &str, topic: &str) -> KafkaSourceOptions {
+    KafkaSourceOptions::new(Connection::new(BROKER), group, [topic])
 }
 
 /// Bare producer loop: send all, polling for delivery reports, then flush. Returns seconds.
 fn bare_produce(topic: &str) -> f64 {
-    let p: BaseProducer = producer_config().create().expect("producer");
+    let p: BaseProducer = sink_options().client_config().create().expect("producer");
     let started = Instant::now();
     for i in 0..N {
         let data = payload(i);
@@ -131,11 +136,8 @@ fn bare_produce(topic: &str) -> f64 {
 
 /// Bare consumer loop over the whole topic. Returns (seconds from the first message, count).
 fn bare_consume(topic: &str) -> (f64, u64) {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BROKER)
-        .set("group.id", unique("bench-bare"))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
+    let c: BaseConsumer = source_options(&unique("bench-bare"), topic)
+        .client_config()
         .create()
         .expect("consumer");
     c.subscribe(&[topic]).expect("subscribe");
@@ -158,11 +160,55 @@ fn bare_consume(topic: &str) -> (f64, u64) {
     (first.map_or(0.0, |f| f.elapsed().as_secs_f64()), n)
 }
 
+/// Counts what the processors handled without making them share a cache line per message:
+/// one counter pair per thread, summed by the waiting task.
 struct Count {
+    shards: [Shard; SHARDS],
+    first: OnceLock<Instant>,
+}
+
+const SHARDS: usize = 16;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard {
     n: AtomicU64,
     bytes: AtomicU64,
-    first: std::sync::Mutex<Option<Instant>>,
-    done: tokio::sync::Notify,
+}
+
+thread_local! {
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+    };
+}
+
+impl Count {
+    fn new() -> Self {
+        Count {
+            shards: Default::default(),
+            first: OnceLock::new(),
+        }
+    }
+
+    /// (messages, bytes) so far.
+    fn total(&self) -> (u64, u64) {
+        self.shards.iter().fold((0, 0), |(n, b), s| {
+            (n + s.n.load(Ordering::Relaxed), b + s.bytes.load(Ordering::Relaxed))
+        })
+    }
+
+    /// When the count reached `n` (checked every millisecond), or `None` after `timeout`.
+    async fn reached(&self, n: u64, timeout: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.total().0 >= n {
+                return Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        None
+    }
 }
 
 struct CountHandler(Arc<Count>);
@@ -172,14 +218,10 @@ impl Handler for CountHandler {
 
     async fn handle_message(&self, m: &mut Message<Vec<u8>>) -> Result<(), BoxError> {
         let c = &self.0;
-        let n = c.n.fetch_add(1, Ordering::Relaxed) + 1;
-        if n == 1 {
-            c.first.lock().expect("lock").get_or_insert_with(Instant::now);
-        }
-        c.bytes.fetch_add(m.data().len() as u64, Ordering::Relaxed);
-        if n == N {
-            c.done.notify_one();
-        }
+        c.first.get_or_init(Instant::now);
+        let shard = &c.shards[SHARD.with(|s| *s)];
+        shard.n.fetch_add(1, Ordering::Relaxed);
+        shard.bytes.fetch_add(m.data().len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -204,6 +246,51 @@ fn committed_total(group: &str, topic: &str) -> i64 {
         .sum()
 }
 
+/// The median of `xs`.
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Puts the rounds' figures and medians on `r`.
+fn rounds(r: &mut Report, per_sec: &[f64], baseline: &[f64]) {
+    let round = |xs: &[f64]| xs.iter().map(|x| x.round() as u64).collect::<Vec<_>>();
+    r.baseline_per_sec = Some(median(baseline));
+    r.extra.insert("rounds".into(), json!(per_sec.len()));
+    r.extra.insert("per_sec_rounds".into(), json!(round(per_sec)));
+    r.extra.insert("baseline_per_sec_rounds".into(), json!(round(baseline)));
+}
+
+/// One pipeline pass over the topic in a fresh group: (seconds from the first message, count,
+/// offsets committed).
+async fn pipeline_consume(topic: &str) -> (f64, u64, i64) {
+    let group = unique("bench-pipeline");
+    let source = KafkaSource::factory(source_options(&group, topic)).expect("options");
+    let count = Arc::new(Count::new());
+    let f = source.clone();
+    let pipeline = Pipeline::builder("bench-kafka", CountHandler(count.clone()))
+        .producer(move || f.create())
+        .processors(Processors::new().concurrency(2))
+        .start()
+        .await
+        .expect("pipeline");
+    let end = count
+        .reached(N, Duration::from_secs(300))
+        .await
+        .unwrap_or_else(Instant::now);
+    let first = *count.first.get().unwrap_or(&end);
+    let (n, bytes) = count.total();
+    assert!(bytes >= n * SIZE as u64, "every message has its payload");
+    pipeline.stop().await.expect("stop");
+    source.closed().await;
+    let t = topic.to_owned();
+    let committed = tokio::task::spawn_blocking(move || committed_total(&group, &t))
+        .await
+        .expect("committed");
+    ((end - first).as_secs_f64(), n, committed)
+}
+
 /// `kafka`: the source against a bare consumer loop.
 pub async fn run_source() -> Vec<Report> {
     require_broker();
@@ -215,52 +302,31 @@ pub async fn run_source() -> Vec<Report> {
         .await
         .expect("produce");
 
-    eprintln!("bare consumer ...");
-    let t = topic.clone();
-    let (bare_secs, bare_n) = tokio::task::spawn_blocking(move || bare_consume(&t))
-        .await
-        .expect("bare");
-    let baseline = bare_n as f64 / bare_secs;
-
-    eprintln!("pipeline ...");
-    let group = unique("bench-pipeline");
-    let opts = KafkaSourceOptions::new(Connection::new(BROKER), group.as_str(), [topic.as_str()]);
-    let source = KafkaSource::factory(opts).expect("options");
-    let count = Arc::new(Count {
-        n: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-        first: std::sync::Mutex::new(None),
-        done: tokio::sync::Notify::new(),
-    });
-    let f = source.clone();
-    let pipeline = Pipeline::builder("bench-kafka", CountHandler(count.clone()))
-        .producer(move || f.create())
-        .processors(Processors::new().concurrency(2))
-        .start()
-        .await
-        .expect("pipeline");
-    let _ = tokio::time::timeout(Duration::from_secs(300), count.done.notified()).await;
-    let end = Instant::now();
-    let first = count.first.lock().expect("lock").unwrap_or(end);
-    let secs = (end - first).as_secs_f64();
-    let n = count.n.load(Ordering::Relaxed);
-    pipeline.stop().await.expect("stop");
-    source.closed().await;
-    let committed = {
-        let (g, t) = (group.clone(), topic.clone());
-        tokio::task::spawn_blocking(move || committed_total(&g, &t))
+    let (mut piped, mut bare, mut secs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ok = true;
+    let mut committed = 0;
+    for round in 1..=ROUNDS {
+        eprintln!("round {round}/{ROUNDS}: bare consumer ...");
+        let t = topic.clone();
+        let (bare_secs, bare_n) = tokio::task::spawn_blocking(move || bare_consume(&t))
             .await
-            .expect("committed")
-    };
+            .expect("bare");
+        bare.push(bare_n as f64 / bare_secs);
+        eprintln!("round {round}/{ROUNDS}: pipeline ...");
+        let (s, n, c) = pipeline_consume(&topic).await;
+        piped.push(n as f64 / s);
+        secs.push(s);
+        committed = c;
+        ok &= n == N && bare_n == N && c == N as i64;
+    }
     delete_topics(&[&topic]).await;
 
-    let mut r = Report::new("kafka", "messages", n, secs);
-    r.baseline_per_sec = Some(baseline);
-    r.checksum_ok = Some(n == N && bare_n == N && committed == N as i64);
+    let mut r = Report::new("kafka", "messages", N, median(&secs));
+    rounds(&mut r, &piped, &bare);
+    r.checksum_ok = Some(ok);
     r.extra.insert("message_bytes".into(), json!(SIZE));
     r.extra.insert("partitions".into(), json!(PARTITIONS));
     r.extra.insert("committed".into(), json!(committed));
-    r.extra.insert("baseline_seconds".into(), json!(bare_secs));
     vec![r]
 }
 
@@ -301,27 +367,10 @@ impl Handler for SendHandler {
     }
 }
 
-/// `kafka-sink`: the sink in a pipeline against a bare producer loop.
-pub async fn run_sink() -> Vec<Report> {
-    require_broker();
-    let bare_topic = unique("bench-sink-bare");
-    let topic = unique("bench-sink");
-    create_topic(&bare_topic).await;
-    create_topic(&topic).await;
-
-    eprintln!("bare producer ...");
-    let t = bare_topic.clone();
-    let bare_secs = tokio::task::spawn_blocking(move || bare_produce(&t))
-        .await
-        .expect("bare");
-    let baseline = N as f64 / bare_secs;
-
-    eprintln!("pipeline with KafkaSink ...");
-    let opts = KafkaSinkOptions::new(Connection::new(BROKER))
-        .topic(topic.as_str())
-        .linger(Duration::from_millis(5));
+/// One pipeline pass producing N messages to `topic`: (seconds, deliveries failed).
+async fn pipeline_produce(topic: &str) -> (f64, u64) {
     let send = Arc::new(Send {
-        sink: KafkaSink::new(opts).expect("sink"),
+        sink: KafkaSink::new(sink_options().topic(topic)).expect("sink"),
         failed: AtomicU64::new(0),
     });
     let started = Instant::now();
@@ -333,15 +382,37 @@ pub async fn run_sink() -> Vec<Report> {
         .await
         .expect("pipeline");
     pipeline.join().await.expect("join");
-    let secs = started.elapsed().as_secs_f64();
-    delete_topics(&[&bare_topic, &topic]).await;
+    (started.elapsed().as_secs_f64(), send.failed.load(Ordering::Relaxed))
+}
 
-    let failed = send.failed.load(Ordering::Relaxed);
-    let mut r = Report::new("kafka-sink", "messages", N, secs);
-    r.baseline_per_sec = Some(baseline);
+/// `kafka-sink`: the sink in a pipeline against a bare producer loop.
+pub async fn run_sink() -> Vec<Report> {
+    require_broker();
+    let (mut piped, mut bare, mut secs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut failed = 0;
+    for round in 1..=ROUNDS {
+        let bare_topic = unique("bench-sink-bare");
+        let topic = unique("bench-sink");
+        create_topic(&bare_topic).await;
+        create_topic(&topic).await;
+        eprintln!("round {round}/{ROUNDS}: bare producer ...");
+        let t = bare_topic.clone();
+        let bare_secs = tokio::task::spawn_blocking(move || bare_produce(&t))
+            .await
+            .expect("bare");
+        bare.push(N as f64 / bare_secs);
+        eprintln!("round {round}/{ROUNDS}: pipeline with KafkaSink ...");
+        let (s, f) = pipeline_produce(&topic).await;
+        piped.push(N as f64 / s);
+        secs.push(s);
+        failed += f;
+        delete_topics(&[&bare_topic, &topic]).await;
+    }
+
+    let mut r = Report::new("kafka-sink", "messages", N, median(&secs));
+    rounds(&mut r, &piped, &bare);
     r.checksum_ok = Some(failed == 0);
     r.extra.insert("message_bytes".into(), json!(SIZE));
     r.extra.insert("failed".into(), json!(failed));
-    r.extra.insert("baseline_seconds".into(), json!(bare_secs));
     vec![r]
 }

@@ -6,9 +6,10 @@
 //! owned in an earlier assignment) find no slot and are dropped — they can never move a commit.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use ferroway::pipeline::Watermark;
+use ferroway::pipeline::{AckToken, Watermark};
 
 /// One assigned partition.
 #[derive(Debug)]
@@ -50,7 +51,7 @@ pub(crate) struct Commit {
 /// Every partition this member owns, by slot.
 #[derive(Debug, Default)]
 pub(crate) struct OffsetBook {
-    slots: HashMap<u64, PartitionOffsets>,
+    slots: HashMap<u64, PartitionOffsets, BuildHasherDefault<SlotHasher>>,
     next_slot: u64,
 }
 
@@ -106,9 +107,10 @@ impl OffsetBook {
         self.slots.keys().copied()
     }
 
-    /// Records an emitted message. Returns false if the slot is gone.
+    /// Records an emitted message. Returns false, tracking nothing, if the slot is gone or
+    /// being revoked: the message must not be emitted.
     pub(crate) fn track(&mut self, slot: u64, offset: i64) -> bool {
-        let Some(p) = self.slots.get_mut(&slot) else {
+        let Some(p) = self.slots.get_mut(&slot).filter(|p| !p.revoking) else {
             return false;
         };
         let o = offset as u64;
@@ -127,6 +129,20 @@ impl OffsetBook {
             Some(w) => w.complete(offset as u64),
             None => false,
         }
+    }
+
+    /// Marks messages done, given by their acknowledgement tokens (offset, slot). Returns how
+    /// many were dropped: slot gone, or not in flight.
+    pub(crate) fn complete_all(&mut self, tokens: &[AckToken]) -> usize {
+        let mut dropped = 0;
+        // Acknowledgements come in runs of one partition: one lookup per run.
+        for run in tokens.chunk_by(|a, b| a.1 == b.1) {
+            match self.slots.get_mut(&run[0].1).and_then(|p| p.watermark.as_mut()) {
+                Some(w) => dropped += run.iter().filter(|t| !w.complete(t.0)).count(),
+                None => dropped += run.len(),
+            }
+        }
+        dropped
     }
 
     /// True when none of `slots` (that still exist) has a message in flight.
@@ -173,6 +189,27 @@ impl OffsetBook {
         {
             p.last_committed = -1;
         }
+    }
+}
+
+/// Slots are small sequential numbers chosen here, never by a peer: a multiplicative hash
+/// spreads them well enough, at a fraction of SipHash's cost.
+#[derive(Debug, Default, Clone, Copy)]
+struct SlotHasher(u64);
+
+impl Hasher for SlotHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0 ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

@@ -689,7 +689,16 @@ impl KafkaSourceOptions {
         Ok(())
     }
 
-    pub(crate) fn client_config(&self) -> ClientConfig {
+    /// The librdkafka configuration the source's consumer is created with: these options in
+    /// librdkafka's terms, the passthrough properties winning. For a client of your own that
+    /// must behave the same (a lag checker, a benchmark baseline).
+    ///
+    /// ```
+    /// use ferroway_kafka::{Connection, KafkaSourceOptions};
+    /// let c = KafkaSourceOptions::new(Connection::new("127.0.0.1:9092"), "g", ["t"]).client_config();
+    /// assert_eq!(c.get("enable.auto.commit"), Some("false"));
+    /// ```
+    pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         self.connection.apply(&mut c);
         c.set("group.id", &self.group_id)
@@ -936,7 +945,15 @@ impl KafkaSinkOptions {
         Ok(())
     }
 
-    pub(crate) fn client_config(&self) -> ClientConfig {
+    /// The librdkafka configuration the sink's producer is created with: these options in
+    /// librdkafka's terms, the passthrough properties winning.
+    ///
+    /// ```
+    /// use ferroway_kafka::{Connection, KafkaSinkOptions};
+    /// let c = KafkaSinkOptions::new(Connection::new("127.0.0.1:9092")).client_config();
+    /// assert_eq!(c.get("enable.idempotence"), Some("true"));
+    /// ```
+    pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         self.connection.apply(&mut c);
         c.set("enable.idempotence", if self.idempotence { "true" } else { "false" })

@@ -55,7 +55,7 @@ impl Watermark {
     /// Marks the message starting at `start` done. Returns false if it is not tracked
     /// (already completed, or never tracked).
     pub fn complete(&mut self, start: u64) -> bool {
-        let Ok(i) = self.ranges.binary_search_by_key(&start, |r| r.0) else {
+        let Some(i) = self.position(start) else {
             return false;
         };
         if self.ranges[i].2 {
@@ -71,6 +71,17 @@ impl Watermark {
             }
         }
         true
+    }
+
+    /// The index of the range starting at `start`. Kafka offsets are mostly consecutive, so
+    /// the range is usually exactly `start - first start` places in: try there first.
+    fn position(&self, start: u64) -> Option<usize> {
+        let first = self.ranges.front()?.0;
+        let guess = usize::try_from(start.checked_sub(first)?).ok()?;
+        if self.ranges.get(guess).is_some_and(|r| r.0 == start) {
+            return Some(guess);
+        }
+        self.ranges.binary_search_by_key(&start, |r| r.0).ok()
     }
 
     /// Everything below this position is done: the position to resume from after a restart.

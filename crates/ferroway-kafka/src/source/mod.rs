@@ -1,0 +1,204 @@
+//! The source: a consumer-group member as a pipeline producer.
+//!
+//! A dedicated thread owns the librdkafka consumer. It polls all the time (so the member
+//! stays in its group and rebalances are served even when the pipeline has no demand), fetches
+//! only as many messages as the pipeline demanded plus a small prefetch, and pauses every
+//! assigned partition when that many are ready. Rebalance callbacks run on that thread, so a
+//! revoke can wait for in-flight messages without blocking the pipeline.
+
+mod acker;
+mod context;
+mod fetched;
+mod poller;
+mod shared;
+
+use std::sync::Arc;
+
+use ferroway::BoxError;
+use ferroway::pipeline::{AckToken, Acknowledger, Message};
+use ferroway::stage::{Emit, Producer};
+use rdkafka::consumer::Consumer;
+use tokio::sync::watch;
+use tracing::error;
+
+use self::acker::SourceAcker;
+use self::context::SourceContext;
+use self::fetched::{Client, Fetched};
+use self::shared::{LiveGuard, Shared};
+use crate::error::{ConfigError, KafkaError};
+use crate::options::KafkaSourceOptions;
+
+/// Makes [`KafkaSource`]s: give [`create`](Self::create) to
+/// [`PipelineBuilder::producer`](ferroway::pipeline::PipelineBuilder::producer).
+///
+/// The options are validated once, here. Each source is one member of the consumer group, so
+/// `producer_concurrency(n)` runs `n` members.
+///
+/// When [`Pipeline::stop`](ferroway::pipeline::Pipeline::stop) (or `join`) returns, every
+/// message is acknowledged and every source that emitted messages has made its final commit
+/// and left the group: the pipeline flushes the source's acknowledger. [`closed`](Self::closed)
+/// also covers sources that never emitted anything.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceFactory {
+    opts: Arc<KafkaSourceOptions>,
+    live: Arc<watch::Sender<usize>>,
+}
+
+impl KafkaSourceFactory {
+    /// A new source (a new consumer-group member). Never fails: a client that cannot be
+    /// created makes the source's first `handle_demand` fail, so the pipeline's producer
+    /// supervision applies.
+    pub fn create(&self) -> KafkaSource {
+        KafkaSource::start(self.opts.clone(), self.live.clone())
+    }
+
+    /// Waits until every source made by this factory has stopped: acknowledgements awaited
+    /// (at most `close_timeout`), final offsets committed, group left.
+    pub async fn closed(&self) {
+        let mut rx = self.live.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// The options.
+    pub fn options(&self) -> &KafkaSourceOptions {
+        &self.opts
+    }
+}
+
+/// A Kafka consumer-group member as a pipeline producer of `Message<Vec<u8>>` (the record's
+/// payload; a null payload is empty), each carrying [`KafkaMetadata`].
+///
+/// Offsets are committed only up to the first message of each partition that is not yet
+/// acknowledged (a [`Watermark`](ferroway::pipeline::Watermark) per partition), every
+/// `commit_interval`, on revoke and on shutdown; never automatically by librdkafka. See the
+/// [crate documentation](crate) for the guarantees and an example.
+pub struct KafkaSource {
+    shared: Arc<Shared>,
+    /// Dropped when draining: once no message holds it either, the poller knows nothing
+    /// more will be acknowledged.
+    acker: Option<Arc<dyn Acknowledger>>,
+    startup_error: Option<KafkaError>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("group", &self.shared.opts.group_id)
+            .field("topics", &self.shared.opts.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    /// Validates `opts` and returns a factory of sources.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first invalid option.
+    pub fn factory(opts: KafkaSourceOptions) -> Result<KafkaSourceFactory, ConfigError> {
+        opts.validate()?;
+        Ok(KafkaSourceFactory {
+            opts: Arc::new(opts),
+            live: Arc::new(watch::Sender::new(0)),
+        })
+    }
+
+    fn start(opts: Arc<KafkaSourceOptions>, live: Arc<watch::Sender<usize>>) -> KafkaSource {
+        let shared = Arc::new(Shared::new(opts.clone()));
+        let acker = Arc::new(SourceAcker { shared: shared.clone() });
+        let startup = (|| -> Result<(), KafkaError> {
+            let ctx = SourceContext { shared: shared.clone() };
+            let client: Client = opts
+                .client_config()
+                .create_with_context(ctx)
+                .map_err(KafkaError::client)?;
+            let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
+            client
+                .subscribe(&topics)
+                .map_err(|e| KafkaError::broker("subscribe", &e))?;
+            live.send_modify(|n| *n += 1);
+            let guard = LiveGuard(live.clone());
+            let (sh, weak) = (shared.clone(), Arc::downgrade(&acker));
+            std::thread::Builder::new()
+                .name(format!("kafka-source-{}", opts.group_id))
+                .spawn(move || poller::poll_loop(Arc::new(client), sh, weak, guard))
+                .map_err(|e| KafkaError::Client(format!("could not start the poller thread: {e}")))?;
+            Ok(())
+        })();
+        if let Err(e) = &startup {
+            error!(group = %opts.group_id, error = %e, "Kafka source could not start");
+        }
+        KafkaSource {
+            shared,
+            acker: Some(acker),
+            startup_error: startup.err(),
+        }
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.shared.start_draining();
+    }
+}
+
+impl Producer for KafkaSource {
+    type Output = Message<Vec<u8>>;
+
+    async fn handle_demand(&mut self, demand: usize) -> Result<Emit<Message<Vec<u8>>>, BoxError> {
+        if let Some(e) = &self.startup_error {
+            return Err(Box::new(e.clone()));
+        }
+        loop {
+            // Cancel-safe: nothing between taking fetched messages and returning them awaits.
+            let taken = {
+                let mut s = self.shared.lock();
+                if let Some(e) = &s.error {
+                    return Err(Box::new(e.clone()));
+                }
+                let n = demand.min(s.fetched.len());
+                s.wanted = demand - n;
+                (n > 0).then(|| s.fetched.take(n))
+            };
+            self.shared.demand.notify_one();
+            match taken {
+                Some(batches) => {
+                    let out = self.emit(batches);
+                    if !out.is_empty() {
+                        self.shared.metrics.emitted.increment(out.len() as u64);
+                        return Ok(Emit::Events(out));
+                    }
+                }
+                None => self.shared.ready.notified().await,
+            }
+        }
+    }
+
+    async fn prepare_for_draining(&mut self) {
+        self.acker = None;
+        self.shared.start_draining();
+    }
+}
+
+impl KafkaSource {
+    /// Converts fetched messages and tracks them as in flight. Messages whose partition was
+    /// revoked since they were fetched, or that arrive once draining began, are dropped
+    /// untracked: never emitted, never committed, fetched again by whoever reads on.
+    fn emit(&mut self, mut batches: Vec<Fetched>) -> Vec<Message<Vec<u8>>> {
+        let mut out = Vec::with_capacity(batches.iter().map(Fetched::len).sum());
+        if let Some(acker) = &self.acker {
+            fetched::convert(&mut batches, acker, &mut out);
+        }
+        let mut s = self.shared.lock();
+        s.spent.append(&mut batches);
+        if s.draining {
+            drop(s);
+            self.acker = None;
+            return Vec::new();
+        }
+        out.retain(|m| {
+            let AckToken(offset, slot) = m.ack_token();
+            s.book.track(slot, offset as i64)
+        });
+        out
+    }
+}

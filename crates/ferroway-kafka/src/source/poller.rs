@@ -1,0 +1,204 @@
+//! The poller thread: owns the consumer's polling, fetches what the pipeline demanded plus
+//! a prefetch, pauses partitions when nobody asks, commits on the interval and closes.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
+use tracing::{debug, error, info, warn};
+
+use super::acker::SourceAcker;
+use super::context::commit_pending;
+use super::fetched::{Client, Fetched, Poll, SlotCache};
+use super::shared::{ClosedOnDrop, LiveGuard, Shared};
+use crate::error::KafkaError;
+
+/// The most messages moved from librdkafka to the source in one go.
+const MAX_BATCH: usize = 4096;
+/// How often the poller serves librdkafka's events while it has nothing to fetch.
+const PAUSED_POLL: Duration = Duration::from_millis(20);
+/// How long without demand before the partitions are paused.
+const PAUSE_AFTER: Duration = Duration::from_millis(500);
+/// How long the close waits for the pipeline's task to finish converting a batch it took.
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
+
+/// Runs until the source drains: every acknowledgement in (or `close_timeout`), final
+/// commit, group left.
+pub(super) fn poll_loop(client: Arc<Client>, sh: Arc<Shared>, acker: Weak<SourceAcker>, _live: LiveGuard) {
+    let _closed = ClosedOnDrop(sh.clone());
+    let opts = sh.opts.clone();
+    let mut paused = false;
+    let mut last_commit = Instant::now();
+    let mut cache = SlotCache::default();
+    let mut close_deadline: Option<Instant> = None;
+    let mut stale = 0u64;
+    // Since when the source has held a full buffer with no demand (None: it has not).
+    let mut full_since: Option<Instant> = None;
+    loop {
+        // What to do next, from the pipeline's demand.
+        let (budget, changed, draining, spent) = {
+            let mut s = sh.lock();
+            let changed = std::mem::take(&mut s.assignment_changed);
+            let spent = std::mem::take(&mut s.spent);
+            if s.draining {
+                if close_deadline.is_none() {
+                    close_deadline = Some(Instant::now() + opts.close_timeout);
+                    // Unemitted messages are never tracked: dropping them loses nothing.
+                    s.fetched.clear();
+                }
+                (0, changed, true, spent)
+            } else {
+                let (len, cap) = (s.fetched.len(), s.wanted + opts.prefetch);
+                if len >= cap {
+                    // Enough is ready: wait (briefly) for demand rather than spin.
+                    s = sh
+                        .demand
+                        .wait_timeout(s, PAUSED_POLL)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                let (len, cap) = (s.fetched.len(), s.wanted + opts.prefetch);
+                (cap.saturating_sub(len).min(MAX_BATCH), changed, false, spent)
+            }
+        };
+        drop(spent);
+        if let Some(deadline) = close_deadline {
+            let in_flight = sh.lock().book.in_flight();
+            if in_flight == 0 || acker.strong_count() == 0 || Instant::now() >= deadline {
+                if in_flight > 0 {
+                    warn!(group = %opts.group_id, in_flight,
+                        "closing with messages unacknowledged: they will be delivered again");
+                }
+                break;
+            }
+        }
+        // Pausing makes librdkafka drop what it prefetched, and resuming costs a fetch round
+        // trip: pause only when there has been no demand for a while (or when draining), and
+        // resume as soon as there is.
+        let pause = if budget > 0 {
+            full_since = None;
+            false
+        } else {
+            draining || full_since.get_or_insert_with(Instant::now).elapsed() >= PAUSE_AFTER
+        };
+        if pause != paused || (changed && paused) {
+            set_paused(&client, &sh, pause);
+            paused = pause;
+        }
+
+        let mut batch = Fetched::new(&client, budget);
+        // With nothing to fetch, one non-blocking poll serves rebalances and other events (and
+        // takes at most one message: the buffer overshoots by at most one per PAUSED_POLL).
+        let mut timeout = if budget > 0 {
+            Duration::from_millis(100)
+        } else {
+            Duration::ZERO
+        };
+        loop {
+            match batch.poll(timeout, &mut cache, &sh) {
+                Poll::Nothing => break,
+                Poll::Kept => {}
+                Poll::Stale => stale += 1,
+                Poll::Error(e) => {
+                    fail_or_log(&sh, &e);
+                    break;
+                }
+            }
+            if batch.len() >= budget {
+                break;
+            }
+            timeout = Duration::ZERO;
+        }
+        if draining {
+            batch = Fetched::new(&client, 0);
+        }
+        if !batch.is_empty() {
+            let n = batch.len() as u64;
+            sh.lock().fetched.push(batch);
+            sh.metrics.received.increment(n);
+            sh.ready.notify_one();
+        }
+        if stale > 0 {
+            debug!(group = %opts.group_id, stale, "dropped messages fetched for partitions no longer owned");
+            stale = 0;
+        }
+        if last_commit.elapsed() >= opts.commit_interval {
+            commit_pending(&client, &sh, CommitMode::Async);
+            last_commit = Instant::now();
+        }
+    }
+    // Final commit of everything acknowledged, then leave the group.
+    commit_pending(&client, &sh, CommitMode::Sync);
+    sh.lock().closing = true;
+    client.unsubscribe();
+    close(client, &sh);
+    info!(group = %opts.group_id, "Kafka source closed");
+}
+
+/// Destroys the client here, so the close (and the last rebalance callbacks) run on this
+/// thread: waits until the pipeline's task dropped the messages it was converting.
+fn close(client: Arc<Client>, sh: &Shared) {
+    {
+        let mut s = sh.lock();
+        s.fetched.clear();
+        s.spent.clear();
+    }
+    let deadline = Instant::now() + RELEASE_WAIT;
+    while Arc::strong_count(&client) > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if Arc::strong_count(&client) > 1 {
+        warn!(group = %sh.opts.group_id, "Kafka consumer still in use at close: it closes when released");
+    }
+    drop(client);
+}
+
+/// A fatal consumer error fails the source (the pipeline restarts it or gives up); any
+/// other is logged and librdkafka recovers by itself.
+fn fail_or_log(sh: &Shared, e: &RdKafkaError) {
+    if consumer_fatal(e) {
+        error!(group = %sh.opts.group_id, error = %e, "Kafka source failed");
+        let mut s = sh.lock();
+        if s.error.is_none() {
+            s.error = Some(KafkaError::broker("consume", e));
+        }
+        drop(s);
+        sh.ready.notify_one();
+    } else {
+        sh.metrics.errors.increment(1);
+        warn!(group = %sh.opts.group_id, error = %e, "Kafka consumer error");
+    }
+}
+
+fn consumer_fatal(e: &RdKafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::Fatal
+                | C::AutoOffsetReset
+                | C::Authentication
+                | C::SaslAuthenticationFailed
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+        )
+    )
+}
+
+fn set_paused(client: &Client, sh: &Shared, pause: bool) {
+    let Ok(assignment) = client.assignment() else { return };
+    if assignment.count() == 0 {
+        return;
+    }
+    let r = if pause {
+        sh.metrics.pauses.increment(1);
+        client.pause(&assignment)
+    } else {
+        client.resume(&assignment)
+    };
+    if let Err(e) = r {
+        warn!(group = %sh.opts.group_id, error = %e, pause, "could not pause/resume partitions");
+    }
+}

@@ -1,0 +1,139 @@
+//! What the poller thread, the pipeline's task and the acknowledgements share.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use tokio::sync::{Notify, watch};
+use tracing::debug;
+
+use super::fetched::{FetchQueue, Fetched};
+use crate::error::KafkaError;
+use crate::offsets::OffsetBook;
+use crate::options::KafkaSourceOptions;
+use crate::telemetry;
+
+pub(super) struct Metrics {
+    pub(super) received: metrics::Counter,
+    pub(super) emitted: metrics::Counter,
+    pub(super) commits_ok: metrics::Counter,
+    pub(super) commits_failed: metrics::Counter,
+    pub(super) failed_committed: metrics::Counter,
+    pub(super) failed_held: metrics::Counter,
+    pub(super) acks_dropped: metrics::Counter,
+    pub(super) abandoned: metrics::Counter,
+    pub(super) assigned: metrics::Counter,
+    pub(super) revoked: metrics::Counter,
+    pub(super) errors: metrics::Counter,
+    pub(super) pauses: metrics::Counter,
+}
+
+impl Metrics {
+    fn new(group: &str) -> Self {
+        let g = group.to_owned();
+        Metrics {
+            received: metrics::counter!(telemetry::SOURCE_RECEIVED, "group" => g.clone()),
+            emitted: metrics::counter!(telemetry::SOURCE_EMITTED, "group" => g.clone()),
+            commits_ok: metrics::counter!(telemetry::SOURCE_COMMITS, "group" => g.clone(), "outcome" => "ok"),
+            commits_failed: metrics::counter!(telemetry::SOURCE_COMMITS, "group" => g.clone(), "outcome" => "error"),
+            failed_committed: metrics::counter!(telemetry::SOURCE_FAILED, "group" => g.clone(), "action" => "committed"),
+            failed_held: metrics::counter!(telemetry::SOURCE_FAILED, "group" => g.clone(), "action" => "held"),
+            acks_dropped: metrics::counter!(telemetry::SOURCE_ACKS_DROPPED, "group" => g.clone()),
+            abandoned: metrics::counter!(telemetry::SOURCE_ABANDONED, "group" => g.clone()),
+            assigned: metrics::counter!(telemetry::SOURCE_REBALANCES, "group" => g.clone(), "kind" => "assign"),
+            revoked: metrics::counter!(telemetry::SOURCE_REBALANCES, "group" => g.clone(), "kind" => "revoke"),
+            errors: metrics::counter!(telemetry::SOURCE_ERRORS, "group" => g.clone()),
+            pauses: metrics::counter!(telemetry::SOURCE_PAUSES, "group" => g),
+        }
+    }
+}
+
+pub(super) struct State {
+    pub(super) book: OffsetBook,
+    /// Fetched, not yet emitted (so not tracked): dropped freely on revoke.
+    pub(super) fetched: FetchQueue,
+    /// Batches the pipeline's task converted, for the poller thread to destroy: freeing
+    /// memory on the thread that allocated it is cheaper.
+    pub(super) spent: Vec<Fetched>,
+    /// The demand of the pending `handle_demand`, minus what it got.
+    pub(super) wanted: usize,
+    pub(super) draining: bool,
+    /// Set once the consumer is closing: revokes no longer wait.
+    pub(super) closing: bool,
+    pub(super) error: Option<KafkaError>,
+    pub(super) assignment_changed: bool,
+}
+
+pub(super) struct Shared {
+    pub(super) opts: Arc<KafkaSourceOptions>,
+    pub(super) state: Mutex<State>,
+    /// Signalled after acknowledgements (a revoke or the close may be waiting).
+    pub(super) acked: Condvar,
+    /// Signalled when the pipeline asks for more (the poller may be waiting).
+    pub(super) demand: Condvar,
+    /// Signalled when messages are ready or the source failed.
+    pub(super) ready: Notify,
+    /// Bumped by every rebalance: the poller refreshes its partition -> slot cache.
+    pub(super) generation: AtomicU64,
+    /// True once the poller made its final commit and left the group.
+    pub(super) closed: watch::Sender<bool>,
+    pub(super) metrics: Metrics,
+}
+
+impl Shared {
+    pub(super) fn new(opts: Arc<KafkaSourceOptions>) -> Self {
+        Shared {
+            metrics: Metrics::new(&opts.group_id),
+            opts,
+            state: Mutex::new(State {
+                book: OffsetBook::default(),
+                fetched: FetchQueue::default(),
+                spent: Vec::new(),
+                wanted: 0,
+                draining: false,
+                closing: false,
+                error: None,
+                assignment_changed: false,
+            }),
+            acked: Condvar::new(),
+            demand: Condvar::new(),
+            ready: Notify::new(),
+            generation: AtomicU64::new(0),
+            closed: watch::Sender::new(false),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (every update is a single
+        // step): keep going rather than poison every later caller.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn start_draining(&self) {
+        let mut s = self.lock();
+        if !s.draining {
+            s.draining = true;
+            s.wanted = 0;
+            debug!(group = %self.opts.group_id, "Kafka source draining");
+        }
+        drop(s);
+        self.demand.notify_one();
+    }
+}
+
+/// Decrements the factory's count of live sources when the poller thread ends.
+pub(super) struct LiveGuard(pub(super) Arc<watch::Sender<usize>>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Marks the source closed when the poller thread ends, however it ends.
+pub(super) struct ClosedOnDrop(pub(super) Arc<Shared>);
+
+impl Drop for ClosedOnDrop {
+    fn drop(&mut self) {
+        self.0.closed.send_replace(true);
+    }
+}
