@@ -83,6 +83,37 @@ async fn round_trip_with_keys_headers_and_partitions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeliverable_records_fail_alone_and_send_reports_where_it_landed() {
+    let topic = unique("fail");
+    create_topic(&topic, 2).await;
+    let sink = sink(&topic);
+    // Partition 7 does not exist: a fatal error for exactly those records.
+    let mut out: Vec<Message<Vec<u8>>> = (0..6)
+        .map(|i| {
+            let mut m = Message::new(format!("v{i}").into_bytes());
+            m.put_metadata(KafkaRecord::new().partition(if i == 2 || i == 4 { 7 } else { i % 2 }));
+            m
+        })
+        .collect();
+    let report = sink.send_batch(&mut out).await;
+    assert_eq!((report.sent, report.failed), (4, 2));
+    let failed: Vec<usize> = (0..6).filter(|&i| out[i].is_failed()).collect();
+    assert_eq!(failed, [2, 4], "the failures are the records that failed");
+    assert!(out[2].failure().unwrap().contains("Kafka delivery failed"));
+
+    let first = sink.send(b"one", &KafkaRecord::new().partition(1)).await.unwrap();
+    let second = sink.send(b"two", &KafkaRecord::new().partition(1)).await.unwrap();
+    assert_eq!(first.partition, 1);
+    assert_eq!(
+        second.offset,
+        first.offset + 1,
+        "offsets of the broker's acknowledgements"
+    );
+    let err = sink.send(b"x", &KafkaRecord::new().partition(7)).await.unwrap_err();
+    assert_eq!(err.class(), ferroway_kafka::ErrorClass::Fatal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_in_the_same_group_resumes_from_the_committed_offset() {
     let topic = unique("resume");
     let group = unique("resume-g");

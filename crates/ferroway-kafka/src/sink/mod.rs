@@ -1,16 +1,19 @@
 //! The sink: produces messages and reports success only once the broker has them.
 
-use std::collections::VecDeque;
+mod dead_letter;
+mod delivery;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferroway::BoxError;
-use ferroway::pipeline::{BoxFuture, DeadLetterInfo, DeadLetterSink, Message};
-use rdkafka::ClientContext;
+use ferroway::pipeline::Message;
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
-use tracing::{debug, warn};
+use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
+use tracing::debug;
+
+pub use self::dead_letter::dead_letter_headers;
+use self::delivery::{MAX_ROUND, RoundGuard, SinkContext};
 
 use crate::error::{ErrorClass, KafkaError};
 use crate::metadata::KafkaMetadata;
@@ -101,18 +104,6 @@ pub struct BatchReport {
     pub retried: usize,
 }
 
-struct SinkContext;
-
-impl ClientContext for SinkContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
-        crate::log_librdkafka("producer", level, fac, msg);
-    }
-
-    fn error(&self, e: RdKafkaError, reason: &str) {
-        warn!(error = %e, reason, "Kafka producer error");
-    }
-}
-
 struct SinkMetrics {
     sent: metrics::Counter,
     failed_fatal: metrics::Counter,
@@ -156,7 +147,7 @@ struct SinkMetrics {
 /// # let _ = handler; Ok(()) }
 /// ```
 pub struct KafkaSink {
-    producer: FutureProducer<SinkContext>,
+    producer: ThreadedProducer<SinkContext>,
     opts: Arc<KafkaSinkOptions>,
     metrics: SinkMetrics,
 }
@@ -179,9 +170,9 @@ impl KafkaSink {
     /// librdkafka rejects the configuration (sensitive values redacted).
     pub fn new(opts: KafkaSinkOptions) -> Result<Self, KafkaError> {
         opts.validate()?;
-        let producer: FutureProducer<SinkContext> = opts
+        let producer: ThreadedProducer<SinkContext> = opts
             .client_config()
-            .create_with_context(SinkContext)
+            .create_with_context(SinkContext::default())
             .map_err(KafkaError::client)?;
         let name = opts.topic.clone().unwrap_or_else(|| "-".into());
         let metrics = SinkMetrics {
@@ -211,6 +202,7 @@ impl KafkaSink {
                 .as_deref()
                 .or(self.opts.topic.as_deref())
                 .ok_or_else(no_topic)?;
+            let round = self.producer.context().rounds.start();
             let r = build(
                 topic,
                 payload,
@@ -218,11 +210,21 @@ impl KafkaSink {
                 &record.headers_iter(),
                 record.partition,
                 record.timestamp,
+                round.opaque(0),
             );
-            let result = match self.enqueue(r).await {
-                Ok(f) => settle(f).await,
+            let result = match self.enqueue(&round, r).await {
+                Ok(()) => match round.round.reports().await.pop() {
+                    Some((_, e)) => Err(e),
+                    None => round.round.first().ok_or_else(|| KafkaError::Broker {
+                        operation: "produce",
+                        class: ErrorClass::Retryable,
+                        code: None,
+                        message: "no delivery report".into(),
+                    }),
+                },
                 Err(e) => Err(e),
             };
+            drop(round);
             match result {
                 Ok(d) => {
                     self.metrics.sent.increment(1);
@@ -320,80 +322,69 @@ impl KafkaSink {
     /// One attempt at every message of `idx`: enqueue all, then await every report.
     async fn send_round<T: AsRef<[u8]> + Sync>(&self, messages: &[Message<T>], idx: &[usize]) -> Vec<Failure> {
         let mut failures = Vec::new();
-        let mut pending: VecDeque<(usize, DeliveryFuture)> = VecDeque::with_capacity(idx.len());
-        for &i in idx {
-            let m = &messages[i];
-            let record = m.metadata::<KafkaRecord>();
-            let source = m.metadata::<KafkaMetadata>();
-            let Some(topic) = record.and_then(|r| r.topic.as_deref()).or(self.opts.topic.as_deref()) else {
-                failures.push((i, no_topic()));
-                continue;
-            };
-            let (key, headers) = match (record, source) {
-                (Some(r), _) => (r.key.as_deref(), r.headers_iter()),
-                (None, Some(s)) => (
-                    s.key.as_deref(),
-                    s.headers
-                        .iter()
-                        .filter_map(|(k, v)| Some((k.as_str(), v.as_deref()?)))
-                        .collect(),
-                ),
-                (None, None) => (None, Vec::new()),
-            };
-            let mut r = build(
-                topic,
-                m.data().as_ref(),
-                key,
-                &headers,
-                record.and_then(|r| r.partition),
-                record.and_then(|r| r.timestamp),
-            );
-            loop {
-                match self.producer.send_result(r) {
-                    Ok(f) => {
-                        pending.push_back((i, f));
-                        break;
-                    }
-                    Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // librdkafka's queue is full: wait for the oldest report, then retry.
-                        r = back;
-                        match pending.pop_front() {
-                            Some((j, f)) => {
-                                if let Err(e) = settle(f).await {
-                                    failures.push((j, e));
-                                }
-                            }
-                            None => tokio::time::sleep(Duration::from_millis(5)).await,
-                        }
-                    }
-                    Err((e, _)) => {
-                        failures.push((i, KafkaError::broker("produce", &e)));
-                        break;
-                    }
+        for chunk in idx.chunks(MAX_ROUND) {
+            let round = self.producer.context().rounds.start();
+            for (k, &i) in chunk.iter().enumerate() {
+                let m = &messages[i];
+                let record = m.metadata::<KafkaRecord>();
+                let source = m.metadata::<KafkaMetadata>();
+                let Some(topic) = record.and_then(|r| r.topic.as_deref()).or(self.opts.topic.as_deref()) else {
+                    failures.push((i, no_topic()));
+                    continue;
+                };
+                let (key, headers) = match (record, source) {
+                    (Some(r), _) => (r.key.as_deref(), r.headers_iter()),
+                    (None, Some(s)) => (
+                        s.key.as_deref(),
+                        s.headers
+                            .iter()
+                            .filter_map(|(k, v)| Some((k.as_str(), v.as_deref()?)))
+                            .collect(),
+                    ),
+                    (None, None) => (None, Vec::new()),
+                };
+                let r = build(
+                    topic,
+                    m.data().as_ref(),
+                    key,
+                    &headers,
+                    record.and_then(|r| r.partition),
+                    record.and_then(|r| r.timestamp),
+                    round.opaque(k),
+                );
+                if let Err(e) = self.enqueue(&round, r).await {
+                    failures.push((i, e));
                 }
             }
-        }
-        for (i, f) in pending {
-            if let Err(e) = settle(f).await {
-                failures.push((i, e));
-            }
+            failures.extend(round.round.reports().await.into_iter().map(|(k, e)| (chunk[k], e)));
         }
         failures
     }
 
-    async fn enqueue<'a>(&self, mut r: FutureRecord<'a, [u8], [u8]>) -> Result<DeliveryFuture, KafkaError> {
+    /// Hands one record to librdkafka, waiting while its queue is full.
+    async fn enqueue(&self, round: &RoundGuard<'_>, mut r: Record<'_>) -> Result<(), KafkaError> {
+        round.round.sending();
         loop {
-            match self.producer.send_result(r) {
-                Ok(f) => return Ok(f),
+            match self.producer.send(r) {
+                Ok(()) => return Ok(()),
                 Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // Reports free the queue; the polling thread serves them meanwhile.
                     r = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
                 }
-                Err((e, _)) => return Err(KafkaError::broker("produce", &e)),
+                Err((e, _)) => {
+                    round.round.not_sent();
+                    return Err(KafkaError::broker("produce", &e));
+                }
             }
         }
     }
 }
+
+/// How long a send waits before trying again when librdkafka's queue is full.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(1);
+
+type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
 
 impl KafkaRecord {
     fn headers_iter(&self) -> Vec<(&str, &[u8])> {
@@ -415,8 +406,9 @@ fn build<'a>(
     headers: &[(&str, &[u8])],
     partition: Option<i32>,
     timestamp: Option<i64>,
-) -> FutureRecord<'a, [u8], [u8]> {
-    let mut r = FutureRecord::to(topic).payload(payload);
+    opaque: usize,
+) -> Record<'a> {
+    let mut r = BaseRecord::with_opaque_to(topic, opaque).payload(payload);
     if let Some(k) = key {
         r = r.key(k);
     }
@@ -437,91 +429,4 @@ fn build<'a>(
         r = r.timestamp(t);
     }
     r
-}
-
-async fn settle(f: DeliveryFuture) -> Result<Delivered, KafkaError> {
-    match f.await {
-        Ok(Ok(d)) => Ok(Delivered {
-            partition: d.partition,
-            offset: d.offset,
-        }),
-        Ok(Err((e, _))) => Err(KafkaError::broker("produce", &e)),
-        Err(_) => Err(KafkaError::Broker {
-            operation: "produce",
-            class: ErrorClass::Retryable,
-            code: None,
-            message: "the producer was dropped before the delivery report".into(),
-        }),
-    }
-}
-
-/// Header names the dead-letter sink adds.
-pub mod dead_letter_headers {
-    /// Why the message failed.
-    pub const REASON: &str = "ferroway.dlq.reason";
-    /// The pipeline that failed it.
-    pub const PIPELINE: &str = "ferroway.dlq.pipeline";
-    /// The stage that failed it (`processor` or `batch_processor`).
-    pub const STAGE: &str = "ferroway.dlq.stage";
-    /// The topic it was consumed from.
-    pub const TOPIC: &str = "ferroway.dlq.topic";
-    /// The partition it was consumed from.
-    pub const PARTITION: &str = "ferroway.dlq.partition";
-    /// Its offset there.
-    pub const OFFSET: &str = "ferroway.dlq.offset";
-}
-
-/// A `KafkaSink` is a dead-letter sink: failed messages are produced to its default topic
-/// with their original key and headers, plus the headers of [`dead_letter_headers`] (reason,
-/// pipeline, stage, and where they were consumed). `send` succeeds only when the broker has
-/// every one of them — only then does the source count them as done.
-impl<T: AsRef<[u8]> + Send + Sync + 'static> DeadLetterSink<T> for KafkaSink {
-    fn send(&self, mut messages: Vec<Message<T>>) -> BoxFuture<'_, Result<(), BoxError>> {
-        Box::pin(async move {
-            use dead_letter_headers as h;
-            for m in &mut messages {
-                let mut rec = match (m.metadata::<KafkaRecord>(), m.metadata::<KafkaMetadata>()) {
-                    (Some(r), _) => r.clone(),
-                    (None, Some(s)) => KafkaRecord {
-                        key: s.key.clone(),
-                        headers: s
-                            .headers
-                            .iter()
-                            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
-                            .collect(),
-                        ..KafkaRecord::default()
-                    },
-                    (None, None) => KafkaRecord::default(),
-                };
-                rec.topic = None;
-                rec.partition = None;
-                if let Some(info) = m.metadata::<DeadLetterInfo>() {
-                    rec = rec
-                        .header(h::REASON, info.reason.as_bytes())
-                        .header(h::PIPELINE, info.pipeline.as_bytes())
-                        .header(h::STAGE, info.stage.as_bytes());
-                } else if let Some(reason) = m.failure() {
-                    rec = rec.header(h::REASON, reason.as_bytes());
-                }
-                if let Some(s) = m.metadata::<KafkaMetadata>() {
-                    let (topic, partition, offset) = (s.topic.to_string(), s.partition, s.offset);
-                    rec = rec
-                        .header(h::TOPIC, topic)
-                        .header(h::PARTITION, partition.to_string())
-                        .header(h::OFFSET, offset.to_string());
-                }
-                m.put_metadata(rec);
-            }
-            let report = self.send_batch(&mut messages).await;
-            if report.failed > 0 {
-                return Err(format!(
-                    "{} of {} dead letters could not be produced to Kafka",
-                    report.failed,
-                    messages.len()
-                )
-                .into());
-            }
-            Ok(())
-        })
-    }
 }
