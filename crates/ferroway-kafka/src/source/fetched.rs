@@ -32,14 +32,10 @@ pub(super) struct Fetched {
     client: Arc<Client>,
 }
 
-/// A polled message with the slot and topic name of the assignment it was fetched in, and
-/// its headers (parsed on the poller thread: librdkafka allocates and frees a parse buffer
-/// for every message, headers or not, and that is cheapest on one thread).
+/// A polled message with the slot of the assignment it was fetched in.
 struct Polled {
     msg: BorrowedMessage<'static>,
     slot: u64,
-    topic: Arc<str>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// What one [`Fetched::poll`] got.
@@ -63,12 +59,11 @@ impl Fetched {
     /// Polls the client once (serving rebalances and other events) and keeps the message if
     /// its partition is owned.
     pub(super) fn poll(&mut self, timeout: Duration, cache: &mut SlotCache, sh: &Shared) -> Poll {
-        let with_headers = sh.opts.with_headers;
         match self.client.poll(timeout) {
             None => Poll::Nothing,
             Some(Err(e)) => Poll::Error(e),
             Some(Ok(m)) => {
-                let Some((topic, slot)) = cache.lookup(sh, m.topic(), m.partition()) else {
+                let Some(slot) = cache.lookup(sh, m.topic(), m.partition()) else {
                     return Poll::Stale;
                 };
                 // SAFETY: `m` borrows `*self.client`. `self` holds a share of that client and
@@ -76,19 +71,7 @@ impl Fetched {
                 // except into another `Fetched` holding the same client (`split_off`), so no
                 // message outlives its client. Only the lifetime changes: same layout.
                 let msg = unsafe { std::mem::transmute::<BorrowedMessage<'_>, BorrowedMessage<'static>>(m) };
-                let headers = match with_headers.then(|| msg.headers()).flatten() {
-                    Some(h) => h
-                        .iter()
-                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                        .collect(),
-                    None => Vec::new(),
-                };
-                self.msgs.push(Polled {
-                    msg,
-                    slot,
-                    topic,
-                    headers,
-                });
+                self.msgs.push(Polled { msg, slot });
                 Poll::Kept
             }
         }
@@ -171,24 +154,22 @@ impl FetchQueue {
 #[derive(Default)]
 pub(super) struct SlotCache {
     generation: u64,
-    /// Topic name -> (shared name, partition -> slot).
-    topics: HashMap<Box<str>, TopicSlots>,
+    /// Topic name -> partition -> slot.
+    topics: HashMap<Box<str>, HashMap<i32, u64>>,
     /// The last hit: consecutive messages mostly come from the same partition, so most
     /// lookups hash nothing.
-    last: Option<(i32, Arc<str>, u64)>,
+    last: Option<(i32, Box<str>, u64)>,
 }
 
-type TopicSlots = (Arc<str>, HashMap<i32, u64>);
-
 impl SlotCache {
-    pub(super) fn lookup(&mut self, sh: &Shared, topic: &str, partition: i32) -> Option<(Arc<str>, u64)> {
+    pub(super) fn lookup(&mut self, sh: &Shared, topic: &str, partition: i32) -> Option<u64> {
         let generation = sh.generation.load(Ordering::Acquire);
         if generation == self.generation
             && let Some((p, name, slot)) = &self.last
             && *p == partition
             && **name == *topic
         {
-            return Some((name.clone(), *slot));
+            return Some(*slot);
         }
         if generation != self.generation || self.topics.is_empty() {
             self.generation = generation;
@@ -197,34 +178,79 @@ impl SlotCache {
             let s = sh.lock();
             for slot in s.book.slots() {
                 if let Some(p) = s.book.get(slot) {
-                    let entry = self
-                        .topics
+                    self.topics
                         .entry(Box::from(&*p.topic))
-                        .or_insert_with(|| (p.topic.clone(), HashMap::new()));
-                    entry.1.insert(p.partition, slot);
+                        .or_default()
+                        .insert(p.partition, slot);
                 }
             }
         }
-        let (name, parts) = self.topics.get(topic)?;
-        let slot = *parts.get(&partition)?;
-        self.last = Some((partition, name.clone(), slot));
-        Some((name.clone(), slot))
+        let slot = *self.topics.get(topic)?.get(&partition)?;
+        self.last = Some((partition, topic.into(), slot));
+        Some(slot)
+    }
+}
+
+/// Slot -> topic name, as the pipeline's task sees it (names are shared by every message of
+/// a topic; looking them up here keeps the poller thread's work to a minimum).
+#[derive(Default)]
+pub(super) struct TopicNames {
+    names: HashMap<u64, Arc<str>>,
+    last: Option<(u64, Arc<str>)>,
+}
+
+impl TopicNames {
+    /// The topic of `slot`, if the slot still exists.
+    fn get(&mut self, sh: &Shared, slot: u64) -> Option<Arc<str>> {
+        if let Some((s, name)) = &self.last
+            && *s == slot
+        {
+            return Some(name.clone());
+        }
+        let name = match self.names.get(&slot) {
+            Some(n) => n.clone(),
+            None => {
+                let s = sh.lock();
+                self.names.retain(|slot, _| s.book.get(*slot).is_some());
+                let name = s.book.get(slot)?.topic.clone();
+                self.names.insert(slot, name.clone());
+                name
+            }
+        };
+        self.last = Some((slot, name.clone()));
+        Some(name)
     }
 }
 
 /// Turns fetched messages into pipeline messages, appended to `out`. The librdkafka messages
 /// stay in `batches`: give them back to the poller thread to destroy.
-pub(super) fn convert(batches: &mut [Fetched], acker: &Arc<dyn Acknowledger>, out: &mut Vec<Message<Vec<u8>>>) {
-    for p in batches.iter_mut().flat_map(|b| &mut b.msgs) {
+pub(super) fn convert(
+    batches: &[Fetched],
+    names: &mut TopicNames,
+    sh: &Shared,
+    acker: &Arc<dyn Acknowledger>,
+    out: &mut Vec<Message<Vec<u8>>>,
+) {
+    let with_headers = sh.opts.with_headers;
+    for p in batches.iter().flat_map(|b| &b.msgs) {
+        // A slot gone is a partition revoked: the message would not be emitted anyway.
+        let Some(topic) = names.get(sh, p.slot) else { continue };
         let m = &p.msg;
+        let headers = match with_headers.then(|| m.headers()).flatten() {
+            Some(h) => h
+                .iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                .collect(),
+            None => Vec::new(),
+        };
         let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
         let mut msg = Message::with_acker(payload, acker.clone(), AckToken(m.offset() as u64, p.slot));
         msg.put_metadata(KafkaMetadata {
-            topic: p.topic.clone(),
+            topic,
             partition: m.partition(),
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
-            headers: std::mem::take(&mut p.headers),
+            headers,
             timestamp: m.timestamp().to_millis(),
         });
         out.push(msg);

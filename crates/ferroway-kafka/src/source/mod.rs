@@ -23,7 +23,7 @@ use tracing::error;
 
 use self::acker::SourceAcker;
 use self::context::SourceContext;
-use self::fetched::{Client, Fetched};
+use self::fetched::{Client, Fetched, TopicNames};
 use self::shared::{LiveGuard, Shared};
 use crate::error::{ConfigError, KafkaError};
 use crate::options::KafkaSourceOptions;
@@ -77,6 +77,7 @@ pub struct KafkaSource {
     /// Dropped when draining: once no message holds it either, the poller knows nothing
     /// more will be acknowledged.
     acker: Option<Arc<dyn Acknowledger>>,
+    names: TopicNames,
     startup_error: Option<KafkaError>,
 }
 
@@ -130,6 +131,7 @@ impl KafkaSource {
         KafkaSource {
             shared,
             acker: Some(acker),
+            names: TopicNames::default(),
             startup_error: startup.err(),
         }
     }
@@ -186,7 +188,7 @@ impl KafkaSource {
     fn emit(&mut self, mut batches: Vec<Fetched>) -> Vec<Message<Vec<u8>>> {
         let mut out = Vec::with_capacity(batches.iter().map(Fetched::len).sum());
         if let Some(acker) = &self.acker {
-            fetched::convert(&mut batches, acker, &mut out);
+            fetched::convert(&batches, &mut self.names, &self.shared, acker, &mut out);
         }
         let mut s = self.shared.lock();
         s.spent.append(&mut batches);
