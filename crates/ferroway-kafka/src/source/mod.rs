@@ -1,10 +1,13 @@
 //! The source: a consumer-group member as a pipeline producer.
 //!
-//! A dedicated thread owns the librdkafka consumer. It polls all the time (so the member
-//! stays in its group and rebalances are served even when the pipeline has no demand), fetches
-//! only as many messages as the pipeline demanded plus a small prefetch, and pauses every
-//! assigned partition when that many are ready. Rebalance callbacks run on that thread, so a
-//! revoke can wait for in-flight messages without blocking the pipeline.
+//! A dedicated thread (the poller) owns the librdkafka consumer's polling. It polls all the
+//! time (so the member stays in its group and rebalances are served even when the pipeline
+//! has no demand), fetches only as many messages as the pipeline demanded plus a small
+//! prefetch, and pauses every assigned partition when nobody asks for more. Rebalance
+//! callbacks run on that thread, so a revoke can wait for in-flight messages without blocking
+//! the pipeline. The poller does as little per message as it can (poll, note the partition's
+//! assignment); the pipeline's task copies payloads, builds messages and tracks offsets, so
+//! the two share the work.
 
 mod acker;
 mod context;
@@ -191,12 +194,14 @@ impl KafkaSource {
             fetched::convert(&batches, &mut self.names, &self.shared, acker, &mut out);
         }
         let mut s = self.shared.lock();
-        s.spent.append(&mut batches);
         if s.draining {
+            // The poller may be closing the client: release it here rather than hand it back.
             drop(s);
+            drop(batches);
             self.acker = None;
             return Vec::new();
         }
+        s.spent.append(&mut batches);
         out.retain(|m| {
             let AckToken(offset, slot) = m.ack_token();
             s.book.track(slot, offset as i64)
