@@ -79,6 +79,8 @@
 //! The source fetches what the pipeline demanded plus at most `prefetch` messages, then
 //! pauses all its partitions (and keeps polling, so it stays in its group). Memory is bounded
 //! by demand, `prefetch` and librdkafka's `queued.max.messages.kbytes`, never by the topic.
+//! (librdkafka's copy of a message lives until the source's poller thread next turns round,
+//! shortly after the pipeline took it: briefly, about one demand's worth more.)
 //!
 //! # Producing
 //!
@@ -89,7 +91,7 @@
 //! # Features
 //!
 //! - default: librdkafka built with `./configure && make` (needs a C compiler only), with
-//!   zlib (gzip), snappy and lz4; `rdkafka`'s `tokio` feature for its async producer.
+//!   zlib (gzip), snappy and lz4.
 //! - `ssl`: TLS and SASL/SCRAM through the system's OpenSSL (Debian: `libssl-dev`). Needed by
 //!   Azure Event Hubs and most managed services.
 //! - `ssl-vendored`: the same with OpenSSL built from source.

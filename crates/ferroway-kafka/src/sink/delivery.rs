@@ -6,7 +6,7 @@
 //! wakes the round once, when the last one is in.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::ClientContext;
@@ -33,6 +33,8 @@ pub(super) struct Round {
     /// Where the round's first record landed (what a single send returns).
     first: Mutex<Option<Delivered>>,
     done: Notify,
+    /// Its send is gone (cancelled) while reports were still owed: the last one removes it.
+    abandoned: AtomicBool,
 }
 
 impl Round {
@@ -82,6 +84,7 @@ impl Rounds {
             failures: Mutex::new(Vec::new()),
             first: Mutex::new(None),
             done: Notify::new(),
+            abandoned: AtomicBool::new(false),
         });
         let mut live = lock(&self.live);
         let id = loop {
@@ -115,8 +118,15 @@ impl RoundGuard<'_> {
 }
 
 impl Drop for RoundGuard<'_> {
+    /// A round still owed reports (its send was cancelled) keeps its number until the last
+    /// one arrives, so a new round never receives them.
     fn drop(&mut self) {
-        lock(&self.rounds.live).remove(&self.id);
+        let mut live = lock(&self.rounds.live);
+        if self.round.pending.load(Ordering::Acquire) == 0 {
+            live.remove(&self.id);
+        } else {
+            self.round.abandoned.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -142,7 +152,7 @@ impl ProducerContext for SinkContext {
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let id = (opaque >> INDEX_BITS) as u32;
         let index = opaque & (MAX_ROUND - 1);
-        let live = lock(&self.rounds.live);
+        let mut live = lock(&self.rounds.live);
         let Some(round) = live.get(&id) else {
             return;
         };
@@ -158,6 +168,9 @@ impl ProducerContext for SinkContext {
             Err((e, _)) => lock(&round.failures).push((index, KafkaError::broker("produce", e))),
         }
         round.report();
+        if round.pending.load(Ordering::Acquire) == 0 && round.abandoned.load(Ordering::Acquire) {
+            live.remove(&id);
+        }
     }
 }
 

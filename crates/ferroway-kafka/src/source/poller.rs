@@ -20,7 +20,7 @@ const MAX_BATCH: usize = 4096;
 const PAUSED_POLL: Duration = Duration::from_millis(20);
 /// How long without demand before the partitions are paused.
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
-/// How long the close waits for the pipeline's task to finish converting a batch it took.
+/// After how long a close still waiting for the pipeline's task to release the consumer says so.
 const RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs until the source drains: every acknowledgement in (or `close_timeout`), final
@@ -137,19 +137,22 @@ pub(super) fn poll_loop(client: Arc<Client>, sh: Arc<Shared>, acker: Weak<Source
 }
 
 /// Destroys the client here, so the close (and the last rebalance callbacks) run on this
-/// thread: waits until the pipeline's task dropped the messages it was converting.
+/// thread and are over when the source reports closed. The pipeline's task holds a share of
+/// the client only while it converts a batch, which never waits on anything: wait for it.
 fn close(client: Arc<Client>, sh: &Shared) {
-    {
+    let (fetched, spent) = {
         let mut s = sh.lock();
-        s.fetched.clear();
-        s.spent.clear();
-    }
-    let deadline = Instant::now() + RELEASE_WAIT;
-    while Arc::strong_count(&client) > 1 && Instant::now() < deadline {
+        (std::mem::take(&mut s.fetched), std::mem::take(&mut s.spent))
+    };
+    drop((fetched, spent));
+    let started = Instant::now();
+    let mut warned = false;
+    while Arc::strong_count(&client) > 1 {
+        if !warned && started.elapsed() >= RELEASE_WAIT {
+            warn!(group = %sh.opts.group_id, "Kafka source close waiting for the pipeline's task to release the consumer");
+            warned = true;
+        }
         std::thread::sleep(Duration::from_millis(1));
-    }
-    if Arc::strong_count(&client) > 1 {
-        warn!(group = %sh.opts.group_id, "Kafka consumer still in use at close: it closes when released");
     }
     drop(client);
 }

@@ -130,10 +130,17 @@ impl Drop for LiveGuard {
 }
 
 /// Marks the source closed when the poller thread ends, however it ends.
+/// Also releases the fetched messages: they hold the client, whose context holds this state,
+/// so a poller that ends any other way than through its close (a panic) would leak both.
 pub(super) struct ClosedOnDrop(pub(super) Arc<Shared>);
 
 impl Drop for ClosedOnDrop {
     fn drop(&mut self) {
+        let (fetched, spent) = {
+            let mut s = self.0.lock();
+            (std::mem::take(&mut s.fetched), std::mem::take(&mut s.spent))
+        };
+        drop((fetched, spent));
         self.0.closed.send_replace(true);
     }
 }
