@@ -199,8 +199,9 @@ struct SlotHasher(u64);
 
 impl Hasher for SlotHasher {
     fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; bytes are folded FNV-style for completeness.
         for &b in bytes {
-            self.write_u64(self.0 ^ u64::from(b));
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
 

@@ -27,7 +27,7 @@ use tracing::error;
 use self::acker::SourceAcker;
 use self::context::SourceContext;
 use self::fetched::{Client, Fetched, TopicNames};
-use self::shared::{LiveGuard, Shared};
+use self::shared::{PollerEnd, Shared};
 use crate::error::{ConfigError, KafkaError};
 use crate::options::KafkaSourceOptions;
 
@@ -119,12 +119,11 @@ impl KafkaSource {
             client
                 .subscribe(&topics)
                 .map_err(|e| KafkaError::broker("subscribe", &e))?;
-            live.send_modify(|n| *n += 1);
-            let guard = LiveGuard(live.clone());
+            let end = PollerEnd::new(shared.clone(), live.clone());
             let (sh, weak) = (shared.clone(), Arc::downgrade(&acker));
             std::thread::Builder::new()
                 .name(format!("kafka-source-{}", opts.group_id))
-                .spawn(move || poller::poll_loop(Arc::new(client), sh, weak, guard))
+                .spawn(move || poller::poll_loop(Arc::new(client), sh, weak, end))
                 .map_err(|e| KafkaError::Client(format!("could not start the poller thread: {e}")))?;
             Ok(())
         })();

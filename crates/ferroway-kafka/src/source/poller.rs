@@ -11,7 +11,7 @@ use tracing::{debug, error, info, warn};
 use super::acker::SourceAcker;
 use super::context::commit_pending;
 use super::fetched::{Client, Fetched, Poll, SlotCache};
-use super::shared::{ClosedOnDrop, LiveGuard, Shared};
+use super::shared::{PollerEnd, Shared};
 use crate::error::KafkaError;
 
 /// The most messages moved from librdkafka to the source in one go.
@@ -25,8 +25,7 @@ const RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs until the source drains: every acknowledgement in (or `close_timeout`), final
 /// commit, group left.
-pub(super) fn poll_loop(client: Arc<Client>, sh: Arc<Shared>, acker: Weak<SourceAcker>, _live: LiveGuard) {
-    let _closed = ClosedOnDrop(sh.clone());
+pub(super) fn poll_loop(client: Arc<Client>, sh: Arc<Shared>, acker: Weak<SourceAcker>, _end: PollerEnd) {
     let opts = sh.opts.clone();
     let mut paused = false;
     let mut last_commit = Instant::now();
@@ -110,10 +109,8 @@ pub(super) fn poll_loop(client: Arc<Client>, sh: Arc<Shared>, acker: Weak<Source
             }
             timeout = Duration::ZERO;
         }
-        if draining {
-            batch = Fetched::new(&client, 0);
-        }
-        if !batch.is_empty() {
+        // While draining, what was polled is dropped: never emitted, never tracked.
+        if !draining && !batch.is_empty() {
             let n = batch.len() as u64;
             sh.lock().fetched.push(batch);
             sh.metrics.received.increment(n);
@@ -140,11 +137,7 @@ pub(super) fn poll_loop(client: Arc<Client>, sh: Arc<Shared>, acker: Weak<Source
 /// thread and are over when the source reports closed. The pipeline's task holds a share of
 /// the client only while it converts a batch, which never waits on anything: wait for it.
 fn close(client: Arc<Client>, sh: &Shared) {
-    let (fetched, spent) = {
-        let mut s = sh.lock();
-        (std::mem::take(&mut s.fetched), std::mem::take(&mut s.spent))
-    };
-    drop((fetched, spent));
+    sh.release_fetched();
     let started = Instant::now();
     let mut warned = false;
     while Arc::strong_count(&client) > 1 {

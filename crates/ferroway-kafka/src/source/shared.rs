@@ -108,6 +108,16 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Drops every fetched message not yet emitted (never tracked: nothing is lost), and the
+    /// spent ones, outside the lock.
+    pub(super) fn release_fetched(&self) {
+        let released = {
+            let mut s = self.lock();
+            (std::mem::take(&mut s.fetched), std::mem::take(&mut s.spent))
+        };
+        drop(released);
+    }
+
     pub(super) fn start_draining(&self) {
         let mut s = self.lock();
         if !s.draining {
@@ -120,27 +130,27 @@ impl Shared {
     }
 }
 
-/// Decrements the factory's count of live sources when the poller thread ends.
-pub(super) struct LiveGuard(pub(super) Arc<watch::Sender<usize>>);
+/// Held by the poller thread; when it ends, however it ends (or never starts), the source is
+/// over: the fetched messages are released (they hold the client, whose context holds this
+/// state: kept, both would leak), the source reports closed and the factory counts one live
+/// source less.
+pub(super) struct PollerEnd {
+    shared: Arc<Shared>,
+    live: Arc<watch::Sender<usize>>,
+}
 
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+impl PollerEnd {
+    /// Counts one more live source.
+    pub(super) fn new(shared: Arc<Shared>, live: Arc<watch::Sender<usize>>) -> Self {
+        live.send_modify(|n| *n += 1);
+        PollerEnd { shared, live }
     }
 }
 
-/// Marks the source closed when the poller thread ends, however it ends.
-/// Also releases the fetched messages: they hold the client, whose context holds this state,
-/// so a poller that ends any other way than through its close (a panic) would leak both.
-pub(super) struct ClosedOnDrop(pub(super) Arc<Shared>);
-
-impl Drop for ClosedOnDrop {
+impl Drop for PollerEnd {
     fn drop(&mut self) {
-        let (fetched, spent) = {
-            let mut s = self.0.lock();
-            (std::mem::take(&mut s.fetched), std::mem::take(&mut s.spent))
-        };
-        drop((fetched, spent));
-        self.0.closed.send_replace(true);
+        self.shared.release_fetched();
+        self.shared.closed.send_replace(true);
+        self.live.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
