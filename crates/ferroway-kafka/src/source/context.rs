@@ -1,7 +1,7 @@
 //! The consumer's context: rebalances and commits, run on the poller thread.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -9,6 +9,7 @@ use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
+use super::native::MessageQueue;
 use super::shared::Shared;
 use crate::offsets::Commit;
 use crate::options::OnRevoke;
@@ -16,6 +17,8 @@ use crate::options::OnRevoke;
 /// The consumer's context: rebalances, commit results, librdkafka logs and errors.
 pub(super) struct SourceContext {
     pub(super) shared: Arc<Shared>,
+    /// The source's message queue, from when the client exists until it closes.
+    pub(super) queue: Mutex<Option<Arc<MessageQueue>>>,
 }
 
 impl ClientContext for SourceContext {
@@ -33,7 +36,7 @@ impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => self.revoke(consumer, tpl),
-            Rebalance::Assign(_) => {}
+            Rebalance::Assign(tpl) => self.capture(consumer, tpl),
             Rebalance::Error(e) => {
                 self.shared.metrics.errors.increment(1);
                 warn!(group = %self.shared.opts.group_id, error = %e, "rebalance error");
@@ -81,6 +84,27 @@ impl ConsumerContext for SourceContext {
 }
 
 impl SourceContext {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        SourceContext {
+            shared,
+            queue: Mutex::new(None),
+        }
+    }
+
+    /// Partitions are about to be assigned: route their messages to the source's queue
+    /// before fetching starts.
+    fn capture(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(queue) = queue else { return };
+        for e in tpl.elements() {
+            if !queue.capture(consumer, e.topic(), e.partition()) {
+                // Its messages then come through the consumer's poll: slower, still correct.
+                warn!(group = %self.shared.opts.group_id, topic = e.topic(), partition = e.partition(),
+                    "could not route the partition to the source's queue");
+            }
+        }
+    }
+
     /// Partitions are being taken away: stop emitting them, drain (bounded) or abandon their
     /// in-flight messages, commit what is complete, forget them.
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {

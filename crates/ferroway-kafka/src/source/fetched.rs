@@ -1,7 +1,7 @@
 //! Messages as librdkafka delivered them, on their way from the poller thread to the
 //! pipeline, and their conversion into pipeline messages.
 //!
-//! The poller thread does little per message beyond polling it: it notes the partition's slot
+//! The poller thread does little per message beyond taking it: it notes the partition's slot
 //! (the assignment the message belongs to) and keeps it. Copying the payload and key and
 //! parsing headers happen on the pipeline's task. Both threads are busy at full speed, so
 //! splitting the work is what lets the source keep up with a bare consumer loop.
@@ -9,43 +9,33 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use ferroway::pipeline::{AckToken, Acknowledger, Message};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError as RdKafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::message::BorrowedMessage;
 
 use super::context::SourceContext;
+use super::native::{Fetch, Fields, MessageQueue, NativeMessage};
 use super::shared::Shared;
 use crate::metadata::KafkaMetadata;
 
 pub(super) type Client = BaseConsumer<SourceContext>;
 
-/// Messages polled from one client, in poll order.
+/// Messages taken from one client, in fetch order per partition.
 ///
-/// librdkafka messages borrow their client. These move to another thread, so the borrow is
-/// replaced by a share of the client: it cannot be destroyed while a message of it lives.
+/// librdkafka messages reference their client. These move to another thread, so each batch
+/// holds a share of the client: it cannot be destroyed while a message of it lives.
 pub(super) struct Fetched {
     // Declared before `client`: dropped first.
     msgs: Vec<Polled>,
     client: Arc<Client>,
 }
 
-/// A polled message with the slot of the assignment it was fetched in.
+/// A fetched message with the slot of the assignment it was fetched in.
 struct Polled {
-    msg: BorrowedMessage<'static>,
+    msg: Fetch,
     slot: u64,
-}
-
-/// What one [`Fetched::poll`] got.
-pub(super) enum Poll {
-    /// A message of an owned partition, kept.
-    Kept,
-    /// A message of a partition no longer owned, dropped.
-    Stale,
-    Nothing,
-    Error(RdKafkaError),
 }
 
 impl Fetched {
@@ -53,27 +43,6 @@ impl Fetched {
         Fetched {
             msgs: Vec::with_capacity(capacity),
             client: client.clone(),
-        }
-    }
-
-    /// Polls the client once (serving rebalances and other events) and keeps the message if
-    /// its partition is owned.
-    pub(super) fn poll(&mut self, timeout: Duration, cache: &mut SlotCache, sh: &Shared) -> Poll {
-        match self.client.poll(timeout) {
-            None => Poll::Nothing,
-            Some(Err(e)) => Poll::Error(e),
-            Some(Ok(m)) => {
-                let Some(slot) = cache.lookup(sh, m.topic(), m.partition()) else {
-                    return Poll::Stale;
-                };
-                // SAFETY: `m` borrows `*self.client`. `self` holds a share of that client and
-                // drops its messages before it (field order), and no message leaves `self`
-                // except into another `Fetched` holding the same client (`split_off`), so no
-                // message outlives its client. Only the lifetime changes: same layout.
-                let msg = unsafe { std::mem::transmute::<BorrowedMessage<'_>, BorrowedMessage<'static>>(m) };
-                self.msgs.push(Polled { msg, slot });
-                Poll::Kept
-            }
         }
     }
 
@@ -95,6 +64,72 @@ impl Fetched {
         Fetched {
             msgs: self.msgs.split_off(at),
             client: self.client.clone(),
+        }
+    }
+}
+
+/// The poller thread's side of taking messages from librdkafka into [`Fetched`] batches.
+#[derive(Default)]
+pub(super) struct Intake {
+    cache: SlotCache,
+    /// Reused by every batch read.
+    scratch: Vec<NativeMessage>,
+    /// Messages of partitions no longer owned, dropped.
+    pub(super) stale: u64,
+    /// Errors librdkafka delivered in place of messages.
+    pub(super) errors: Vec<RdKafkaError>,
+}
+
+impl Intake {
+    /// Serves the consumer's queue without waiting: rebalances and other events, and any
+    /// message of a partition that was not captured by the source's queue. Returns false
+    /// once the queue is empty.
+    pub(super) fn serve_events(&mut self, batch: &mut Fetched, sh: &Shared) -> bool {
+        match batch.client.poll(std::time::Duration::ZERO) {
+            None => false,
+            Some(Err(e)) => {
+                self.errors.push(e);
+                true
+            }
+            Some(Ok(m)) => {
+                // SAFETY: `m` borrows `*batch.client`. `batch` holds a share of that client
+                // and drops its messages before it (field order), and no message leaves a
+                // batch except into another holding the same client (`split_off`), so no
+                // message outlives its client. Only the lifetime changes: same layout.
+                let m = unsafe { std::mem::transmute::<BorrowedMessage<'_>, BorrowedMessage<'static>>(m) };
+                self.keep(batch, Fetch::Polled(m), sh);
+                true
+            }
+        }
+    }
+
+    /// Takes messages from the source's queue until `batch` holds `budget` (or the queue is
+    /// empty), waiting at most `wait_ms` for the first one.
+    pub(super) fn take(&mut self, batch: &mut Fetched, queue: &MessageQueue, wait_ms: i32, budget: usize, sh: &Shared) {
+        let max = budget.saturating_sub(batch.len());
+        if max == 0 {
+            return;
+        }
+        // A batch read waits until it is full: wait for one message, then take what is there.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if wait_ms > 0 && queue.len() == 0 {
+            queue.consume(wait_ms, 1, &mut scratch);
+        }
+        queue.consume(0, max - scratch.len(), &mut scratch);
+        for m in scratch.drain(..) {
+            self.keep(batch, Fetch::Batch(m), sh);
+        }
+        self.scratch = scratch;
+    }
+
+    fn keep(&mut self, batch: &mut Fetched, msg: Fetch, sh: &Shared) {
+        let f = msg.fields();
+        if let Some(e) = f.error() {
+            self.errors.push(e);
+        } else if let Some(slot) = self.cache.lookup(sh, f) {
+            batch.msgs.push(Polled { msg, slot });
+        } else {
+            self.stale += 1;
         }
     }
 }
@@ -152,29 +187,34 @@ impl FetchQueue {
 
 /// The partition -> slot map of the current assignment, as the poller thread sees it.
 #[derive(Default)]
-pub(super) struct SlotCache {
+struct SlotCache {
     generation: u64,
-    /// Topic name -> partition -> slot.
+    /// Topic name -> partition -> slot, rebuilt after every rebalance.
     topics: HashMap<Box<str>, HashMap<i32, u64>>,
+    /// (topic handle, partition) -> slot: what was looked up by name since the rebuild.
+    handles: HashMap<(usize, i32), u64>,
     /// The last hit: consecutive messages mostly come from the same partition, so most
     /// lookups hash nothing.
-    last: Option<(i32, Box<str>, u64)>,
+    last: Option<((usize, i32), u64)>,
 }
 
 impl SlotCache {
-    pub(super) fn lookup(&mut self, sh: &Shared, topic: &str, partition: i32) -> Option<u64> {
+    fn lookup(&mut self, sh: &Shared, f: Fields<'_>) -> Option<u64> {
+        let key = (f.topic_handle(), f.partition());
         let generation = sh.generation.load(Ordering::Acquire);
-        if generation == self.generation
-            && let Some((p, name, slot)) = &self.last
-            && *p == partition
-            && **name == *topic
-        {
-            return Some(*slot);
-        }
-        if generation != self.generation || self.topics.is_empty() {
+        if generation == self.generation {
+            if let Some((k, slot)) = self.last
+                && k == key
+            {
+                return Some(slot);
+            }
+        } else {
             self.generation = generation;
             self.last = None;
+            self.handles.clear();
             self.topics.clear();
+        }
+        if self.topics.is_empty() {
             let s = sh.lock();
             for slot in s.book.slots() {
                 if let Some(p) = s.book.get(slot) {
@@ -185,8 +225,15 @@ impl SlotCache {
                 }
             }
         }
-        let slot = *self.topics.get(topic)?.get(&partition)?;
-        self.last = Some((partition, topic.into(), slot));
+        let slot = match self.handles.get(&key) {
+            Some(slot) => *slot,
+            None => {
+                let slot = *self.topics.get(f.topic()?)?.get(&key.1)?;
+                self.handles.insert(key, slot);
+                slot
+            }
+        };
+        self.last = Some((key, slot));
         Some(slot)
     }
 }
@@ -235,14 +282,8 @@ pub(super) fn convert(
     for p in batches.iter().flat_map(|b| &b.msgs) {
         // A slot gone is a partition revoked: the message would not be emitted anyway.
         let Some(topic) = names.get(sh, p.slot) else { continue };
-        let m = &p.msg;
-        let headers = match with_headers.then(|| m.headers()).flatten() {
-            Some(h) => h
-                .iter()
-                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                .collect(),
-            None => Vec::new(),
-        };
+        let m = p.msg.fields();
+        let headers = if with_headers { m.headers() } else { Vec::new() };
         let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
         let mut msg = Message::with_acker(payload, acker.clone(), AckToken(m.offset() as u64, p.slot));
         msg.put_metadata(KafkaMetadata {
@@ -251,7 +292,7 @@ pub(super) fn convert(
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
             headers,
-            timestamp: m.timestamp().to_millis(),
+            timestamp: m.timestamp(),
         });
         out.push(msg);
     }

@@ -1,17 +1,19 @@
 //! The source: a consumer-group member as a pipeline producer.
 //!
-//! A dedicated thread (the poller) owns the librdkafka consumer's polling. It polls all the
-//! time (so the member stays in its group and rebalances are served even when the pipeline
-//! has no demand), fetches only as many messages as the pipeline demanded plus a small
-//! prefetch, and pauses every assigned partition when nobody asks for more. Rebalance
+//! A dedicated thread (the poller) owns the librdkafka consumer. It serves the consumer all
+//! the time (so the member stays in its group and rebalances are served even when the
+//! pipeline has no demand), fetches only as many messages as the pipeline demanded plus a
+//! small prefetch, and pauses every assigned partition when nobody asks for more. Rebalance
 //! callbacks run on that thread, so a revoke can wait for in-flight messages without blocking
-//! the pipeline. The poller does as little per message as it can (poll, note the partition's
-//! assignment); the pipeline's task copies payloads, builds messages and tracks offsets, so
-//! the two share the work.
+//! the pipeline. The poller does as little per message as it can: it takes messages in
+//! batches from a queue of its own (see `native`) and notes each one's assignment. The
+//! pipeline's task copies payloads, builds messages and tracks offsets, so the two threads
+//! share the work.
 
 mod acker;
 mod context;
 mod fetched;
+mod native;
 mod poller;
 mod shared;
 
@@ -27,6 +29,7 @@ use tracing::error;
 use self::acker::SourceAcker;
 use self::context::SourceContext;
 use self::fetched::{Client, Fetched, TopicNames};
+use self::poller::Member;
 use self::shared::{PollerEnd, Shared};
 use crate::error::{ConfigError, KafkaError};
 use crate::options::KafkaSourceOptions;
@@ -110,20 +113,21 @@ impl KafkaSource {
         let shared = Arc::new(Shared::new(opts.clone()));
         let acker = Arc::new(SourceAcker { shared: shared.clone() });
         let startup = (|| -> Result<(), KafkaError> {
-            let ctx = SourceContext { shared: shared.clone() };
             let client: Client = opts
                 .client_config()
-                .create_with_context(ctx)
+                .create_with_context(SourceContext::new(shared.clone()))
                 .map_err(KafkaError::client)?;
+            let member = Member::new(client)?;
             let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
-            client
+            member
+                .client
                 .subscribe(&topics)
                 .map_err(|e| KafkaError::broker("subscribe", &e))?;
             let end = PollerEnd::new(shared.clone(), live.clone());
             let (sh, weak) = (shared.clone(), Arc::downgrade(&acker));
             std::thread::Builder::new()
                 .name(format!("kafka-source-{}", opts.group_id))
-                .spawn(move || poller::poll_loop(Arc::new(client), sh, weak, end))
+                .spawn(move || poller::poll_loop(member, sh, weak, end))
                 .map_err(|e| KafkaError::Client(format!("could not start the poller thread: {e}")))?;
             Ok(())
         })();

@@ -10,12 +10,15 @@ use tracing::{debug, error, info, warn};
 
 use super::acker::SourceAcker;
 use super::context::commit_pending;
-use super::fetched::{Client, Fetched, Poll, SlotCache};
+use super::fetched::{Client, Fetched, Intake};
+use super::native::MessageQueue;
 use super::shared::{PollerEnd, Shared};
 use crate::error::KafkaError;
 
 /// The most messages moved from librdkafka to the source in one go.
 const MAX_BATCH: usize = 4096;
+/// How long the poller waits for a message before serving librdkafka's events again.
+const FETCH_WAIT_MS: i32 = 50;
 /// How often the poller serves librdkafka's events while it has nothing to fetch.
 const PAUSED_POLL: Duration = Duration::from_millis(20);
 /// How long without demand before the partitions are paused.
@@ -23,15 +26,47 @@ const PAUSE_AFTER: Duration = Duration::from_millis(500);
 /// After how long a close still waiting for the pipeline's task to release the consumer says so.
 const RELEASE_WAIT: Duration = Duration::from_secs(1);
 
+/// The consumer and the source's queue. The queue goes first: a librdkafka queue must not
+/// outlive its client.
+pub(super) struct Member {
+    queue: Arc<MessageQueue>,
+    pub(super) client: Arc<Client>,
+}
+
+impl Member {
+    /// Gives `client` its source queue.
+    pub(super) fn new(client: Client) -> Result<Member, KafkaError> {
+        let queue = MessageQueue::new(&client)
+            .map(Arc::new)
+            .ok_or_else(|| KafkaError::Client("could not create the source's message queue".into()))?;
+        *client.context().queue.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue.clone());
+        Ok(Member {
+            queue,
+            client: Arc::new(client),
+        })
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.client
+            .context()
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+}
+
 /// Runs until the source drains: every acknowledgement in (or `close_timeout`), final
 /// commit, group left.
-pub(super) fn poll_loop(client: Arc<Client>, sh: Arc<Shared>, acker: Weak<SourceAcker>, _end: PollerEnd) {
+pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker>, _end: PollerEnd) {
+    let (client, queue) = (member.client.clone(), member.queue.clone());
     let opts = sh.opts.clone();
     let mut paused = false;
     let mut last_commit = Instant::now();
-    let mut cache = SlotCache::default();
+    let mut intake = Intake::default();
     let mut close_deadline: Option<Instant> = None;
-    let mut stale = 0u64;
     // Since when the source has held a full buffer with no demand (None: it has not).
     let mut full_since: Option<Instant> = None;
     loop {
@@ -87,27 +122,17 @@ pub(super) fn poll_loop(client: Arc<Client>, sh: Arc<Shared>, acker: Weak<Source
         }
 
         let mut batch = Fetched::new(&client, budget);
-        // With nothing to fetch, one non-blocking poll serves rebalances and other events (and
-        // takes at most one message: the buffer overshoots by at most one per PAUSED_POLL).
-        let mut timeout = if budget > 0 {
-            Duration::from_millis(100)
+        // Rebalances and other events first, then messages: waiting for them only when there
+        // is demand. With no demand, this serves events and takes no message.
+        while intake.serve_events(&mut batch, &sh) {}
+        let wait = if budget > 0 && batch.is_empty() {
+            FETCH_WAIT_MS
         } else {
-            Duration::ZERO
+            0
         };
-        loop {
-            match batch.poll(timeout, &mut cache, &sh) {
-                Poll::Nothing => break,
-                Poll::Kept => {}
-                Poll::Stale => stale += 1,
-                Poll::Error(e) => {
-                    fail_or_log(&sh, &e);
-                    break;
-                }
-            }
-            if batch.len() >= budget {
-                break;
-            }
-            timeout = Duration::ZERO;
+        intake.take(&mut batch, &queue, wait, budget, &sh);
+        for e in intake.errors.drain(..) {
+            fail_or_log(&sh, &e);
         }
         // While draining, what was polled is dropped: never emitted, never tracked.
         if !draining && !batch.is_empty() {
@@ -116,9 +141,9 @@ pub(super) fn poll_loop(client: Arc<Client>, sh: Arc<Shared>, acker: Weak<Source
             sh.metrics.received.increment(n);
             sh.ready.notify_one();
         }
-        if stale > 0 {
-            debug!(group = %opts.group_id, stale, "dropped messages fetched for partitions no longer owned");
-            stale = 0;
+        if intake.stale > 0 {
+            debug!(group = %opts.group_id, stale = intake.stale, "dropped messages fetched for partitions no longer owned");
+            intake.stale = 0;
         }
         if last_commit.elapsed() >= opts.commit_interval {
             commit_pending(&client, &sh, CommitMode::Async);
@@ -129,25 +154,26 @@ pub(super) fn poll_loop(client: Arc<Client>, sh: Arc<Shared>, acker: Weak<Source
     commit_pending(&client, &sh, CommitMode::Sync);
     sh.lock().closing = true;
     client.unsubscribe();
-    close(client, &sh);
+    drop((client, queue));
+    close(member, &sh);
     info!(group = %opts.group_id, "Kafka source closed");
 }
 
 /// Destroys the client here, so the close (and the last rebalance callbacks) run on this
 /// thread and are over when the source reports closed. The pipeline's task holds a share of
 /// the client only while it converts a batch, which never waits on anything: wait for it.
-fn close(client: Arc<Client>, sh: &Shared) {
+fn close(member: Member, sh: &Shared) {
     sh.release_fetched();
     let started = Instant::now();
     let mut warned = false;
-    while Arc::strong_count(&client) > 1 {
+    while Arc::strong_count(&member.client) > 1 {
         if !warned && started.elapsed() >= RELEASE_WAIT {
             warn!(group = %sh.opts.group_id, "Kafka source close waiting for the pipeline's task to release the consumer");
             warned = true;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    drop(client);
+    drop(member);
 }
 
 /// A fatal consumer error fails the source (the pipeline restarts it or gives up); any
