@@ -39,7 +39,7 @@ use ferroway_kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use ferroway_kafka::rdkafka::message::Message as _;
 use ferroway_kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use ferroway_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use ferroway_kafka::{Connection, KafkaSink, KafkaSinkOptions, KafkaSource, KafkaSourceOptions};
+use ferroway_kafka::{Connection, KafkaRecord, KafkaSink, KafkaSinkOptions, KafkaSource, KafkaSourceOptions};
 use serde_json::json;
 
 use crate::report::Report;
@@ -124,11 +124,25 @@ fn source_options(group: &str, topic: &str) -> KafkaSourceOptions {
     KafkaSourceOptions::new(Connection::new(BROKER), group, [topic])
 }
 
+fn bare_producer() -> BaseProducer {
+    sink_options().client_config().create().expect("producer")
+}
+
+/// An idempotent producer sends nothing until it has a producer id, which librdkafka asks for
+/// 0.5-1 s after the client starts (a fixed timer, whatever the load). Both sink runs are
+/// timed from their first delivered record so that this start-up wait, identical for both and
+/// half the length of a run, does not drown the throughput being compared.
+fn warm_up_bare(p: &BaseProducer, topic: &str) {
+    p.send(BaseRecord::<'_, [u8], [u8]>::to(topic).payload(&b"warm-up"[..]))
+        .map_err(|(e, _)| e)
+        .expect("warm-up send");
+    p.flush(Duration::from_secs(30)).expect("warm-up flush");
+}
+
 /// Bare producer loop: send all, polling for delivery reports, then flush. Returns seconds.
 /// With `spread`, message i goes to partition i % PARTITIONS (every consumer run then reads
 /// the same even layout; keyless records are otherwise batched to random partitions).
-fn bare_produce(topic: &str, spread: bool) -> f64 {
-    let p: BaseProducer = sink_options().client_config().create().expect("producer");
+fn bare_produce(p: &BaseProducer, topic: &str, spread: bool) -> f64 {
     let started = Instant::now();
     for i in 0..N {
         let data = payload(i);
@@ -321,7 +335,7 @@ pub async fn run_source() -> Vec<Report> {
     create_topic(&topic).await;
     eprintln!("producing {N} messages of {SIZE} bytes to {topic} ...");
     let t = topic.clone();
-    tokio::task::spawn_blocking(move || bare_produce(&t, true))
+    tokio::task::spawn_blocking(move || bare_produce(&bare_producer(), &t, true))
         .await
         .expect("produce");
 
@@ -398,11 +412,16 @@ async fn pipeline_produce(topic: &str) -> (f64, u64) {
         sink: KafkaSink::new(sink_options().topic(topic)).expect("sink"),
         failed: AtomicU64::new(0),
     });
+    // See `warm_up_bare`.
+    send.sink
+        .send(b"warm-up", &KafkaRecord::new())
+        .await
+        .expect("warm-up send");
     let started = Instant::now();
     let pipeline = Pipeline::builder("bench-kafka-sink", SendHandler(send.clone()))
         .producer(|| Gen { next: 0 })
         .processors(Processors::new().concurrency(2))
-        .batcher(Batcher::new("kafka").batch_size(5000).concurrency(4))
+        .batcher(Batcher::new("kafka").batch_size(10000).concurrency(4))
         .start()
         .await
         .expect("pipeline");
@@ -422,9 +441,13 @@ pub async fn run_sink() -> Vec<Report> {
         create_topic(&topic).await;
         eprintln!("round {round}/{ROUNDS}: bare producer ...");
         let t = bare_topic.clone();
-        let bare_secs = tokio::task::spawn_blocking(move || bare_produce(&t, false))
-            .await
-            .expect("bare");
+        let bare_secs = tokio::task::spawn_blocking(move || {
+            let p = bare_producer();
+            warm_up_bare(&p, &t);
+            bare_produce(&p, &t, false)
+        })
+        .await
+        .expect("bare");
         bare.push(N as f64 / bare_secs);
         eprintln!("round {round}/{ROUNDS}: pipeline with KafkaSink ...");
         let (s, f) = pipeline_produce(&topic).await;

@@ -38,9 +38,9 @@ pub(super) struct Round {
 }
 
 impl Round {
-    /// Counts one more record sent; call before handing it to librdkafka.
-    pub(super) fn sending(&self) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
+    /// Counts `n` more records sent; call before handing them to librdkafka.
+    pub(super) fn sending(&self, n: usize) {
+        self.pending.fetch_add(n, Ordering::AcqRel);
     }
 
     /// A record could not even be queued: it will get no report.

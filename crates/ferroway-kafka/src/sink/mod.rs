@@ -2,6 +2,7 @@
 
 mod dead_letter;
 mod delivery;
+mod native;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tracing::debug;
 
 pub use self::dead_letter::dead_letter_headers;
 use self::delivery::{MAX_ROUND, RoundGuard, SinkContext};
+use self::native::{BatchRecord, TopicHandle};
 
 use crate::error::{ErrorClass, KafkaError};
 use crate::metadata::KafkaMetadata;
@@ -320,10 +322,15 @@ impl KafkaSink {
     }
 
     /// One attempt at every message of `idx`: enqueue all, then await every report.
+    ///
+    /// Consecutive records for one topic without headers or timestamp are handed over as a
+    /// batch; the others one at a time. Either way they are enqueued in order.
     async fn send_round<T: AsRef<[u8]> + Sync>(&self, messages: &[Message<T>], idx: &[usize]) -> Vec<Failure> {
         let mut failures = Vec::new();
         for chunk in idx.chunks(MAX_ROUND) {
             let round = self.producer.context().rounds.start();
+            let mut batch: Vec<BatchRecord<'_>> = Vec::new();
+            let mut batch_topic: Option<&str> = None;
             for (k, &i) in chunk.iter().enumerate() {
                 let m = &messages[i];
                 let record = m.metadata::<KafkaRecord>();
@@ -343,27 +350,88 @@ impl KafkaSink {
                     ),
                     (None, None) => (None, Vec::new()),
                 };
+                let partition = record.and_then(|r| r.partition);
+                let timestamp = record.and_then(|r| r.timestamp);
+                let batchable = headers.is_empty() && timestamp.is_none();
+                if batch_topic.is_some_and(|t| !batchable || t != topic)
+                    && let Some(t) = batch_topic.take()
+                {
+                    self.enqueue_batch(&round, t, std::mem::take(&mut batch), &mut failures)
+                        .await;
+                }
+                if batchable {
+                    batch_topic = Some(topic);
+                    batch.push(BatchRecord {
+                        index: i,
+                        payload: m.data().as_ref(),
+                        key,
+                        partition,
+                        opaque: round.opaque(k),
+                    });
+                    continue;
+                }
                 let r = build(
                     topic,
                     m.data().as_ref(),
                     key,
                     &headers,
-                    record.and_then(|r| r.partition),
-                    record.and_then(|r| r.timestamp),
+                    partition,
+                    timestamp,
                     round.opaque(k),
                 );
                 if let Err(e) = self.enqueue(&round, r).await {
                     failures.push((i, e));
                 }
             }
+            if let Some(t) = batch_topic {
+                self.enqueue_batch(&round, t, batch, &mut failures).await;
+            }
             failures.extend(round.round.reports().await.into_iter().map(|(k, e)| (chunk[k], e)));
         }
         failures
     }
 
+    /// Hands records for `topic` to librdkafka as one batch, waiting while its queue is full;
+    /// records it refuses otherwise fail.
+    async fn enqueue_batch(
+        &self,
+        round: &RoundGuard<'_>,
+        topic: &str,
+        mut records: Vec<BatchRecord<'_>>,
+        failures: &mut Vec<Failure>,
+    ) {
+        let Some(handle) = TopicHandle::new(&self.producer, topic) else {
+            let e = KafkaError::Config(crate::ConfigError::new(
+                "topic",
+                format!("librdkafka refused the topic name {topic:?}"),
+            ));
+            failures.extend(records.iter().map(|r| (r.index, e.clone())));
+            return;
+        };
+        while !records.is_empty() {
+            round.round.sending(records.len());
+            let refused = native::produce_batch(&handle, &records);
+            let mut full = Vec::new();
+            for (pos, code) in refused {
+                round.round.not_sent();
+                if code == RDKafkaErrorCode::QueueFull {
+                    full.push(records[pos]);
+                } else {
+                    let e = RdKafkaError::MessageProduction(code);
+                    failures.push((records[pos].index, KafkaError::broker("produce", &e)));
+                }
+            }
+            records = full;
+            if !records.is_empty() {
+                // Reports free the queue; the polling thread serves them meanwhile.
+                tokio::time::sleep(QUEUE_FULL_WAIT).await;
+            }
+        }
+    }
+
     /// Hands one record to librdkafka, waiting while its queue is full.
     async fn enqueue(&self, round: &RoundGuard<'_>, mut r: Record<'_>) -> Result<(), KafkaError> {
-        round.round.sending();
+        round.round.sending(1);
         loop {
             match self.producer.send(r) {
                 Ok(()) => return Ok(()),
