@@ -17,7 +17,7 @@ async fn round_trip_with_keys_headers_and_partitions() {
     let topic = unique("rt");
     create_topic(&topic, 2).await;
     let sink = sink(&topic);
-    let mut out: Vec<Message<Vec<u8>>> = (0..10)
+    let mut out: Vec<Message<Vec<u8>>> = (0..10usize)
         .map(|i| {
             let mut m = Message::new(format!("v{i}").into_bytes());
             // Records without headers go to librdkafka in batches, the others one by one:
