@@ -124,6 +124,22 @@ async fn undeliverable_records_fail_alone_and_send_reports_where_it_landed() {
     );
     let err = sink.send(b"x", &KafkaRecord::new().partition(7)).await.unwrap_err();
     assert_eq!(err.class(), ferroway_kafka::ErrorClass::Fatal);
+    // Now that the producer knows the topic's partitions, librdkafka refuses such records at
+    // once instead of failing their delivery.
+    let mut again: Vec<Message<Vec<u8>>> = [0, 7]
+        .into_iter()
+        .map(|p| {
+            let mut m = Message::new(b"again".to_vec());
+            m.put_metadata(KafkaRecord::new().partition(p));
+            m
+        })
+        .collect();
+    let report = sink.send_batch(&mut again).await;
+    assert_eq!((report.sent, report.failed), (1, 1));
+    assert!(again[1].is_failed());
+    // Nothing refused stays counted in librdkafka's queue: a flush has nothing to wait for.
+    sink.flush(Duration::from_secs(10))
+        .expect("flush after refused records");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -323,8 +323,9 @@ impl KafkaSink {
 
     /// One attempt at every message of `idx`: enqueue all, then await every report.
     ///
-    /// Consecutive records for one topic without headers or timestamp are handed over as a
-    /// batch; the others one at a time. Either way they are enqueued in order.
+    /// Consecutive records for one topic without headers, timestamp or explicit partition
+    /// are handed over as a batch; the others one at a time. Either way they are enqueued in
+    /// order.
     async fn send_round<T: AsRef<[u8]> + Sync>(&self, messages: &[Message<T>], idx: &[usize]) -> Vec<Failure> {
         let mut failures = Vec::new();
         for chunk in idx.chunks(MAX_ROUND) {
@@ -352,7 +353,7 @@ impl KafkaSink {
                 };
                 let partition = record.and_then(|r| r.partition);
                 let timestamp = record.and_then(|r| r.timestamp);
-                let batchable = headers.is_empty() && timestamp.is_none();
+                let batchable = headers.is_empty() && timestamp.is_none() && partition.is_none();
                 if batch_topic.is_some_and(|t| !batchable || t != topic)
                     && let Some(t) = batch_topic.take()
                 {
@@ -365,7 +366,6 @@ impl KafkaSink {
                         index: i,
                         payload: m.data().as_ref(),
                         key,
-                        partition,
                         opaque: round.opaque(k),
                     });
                     continue;

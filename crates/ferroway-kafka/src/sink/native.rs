@@ -2,7 +2,10 @@
 //!
 //! `rdkafka`'s `send` hands librdkafka one record at a time: a C string of the topic name, a
 //! topic lookup, two clock readings and a topic lock per record. A batch pays for those once.
-//! It takes no headers and no timestamps: records with either go one at a time.
+//! It takes no headers and no timestamps, and only records the partitioner places: records
+//! with headers, a timestamp or an explicit partition go one at a time. (A batch record whose
+//! explicit partition does not exist would be refused without being freed: librdkafka would
+//! count it as queued for ever.)
 
 use std::ffi::{CString, c_void};
 use std::ptr::{self, NonNull};
@@ -23,7 +26,6 @@ pub(super) struct BatchRecord<'a> {
     pub(super) index: usize,
     pub(super) payload: &'a [u8],
     pub(super) key: Option<&'a [u8]>,
-    pub(super) partition: Option<i32>,
     /// The delivery report's opaque.
     pub(super) opaque: usize,
 }
@@ -65,7 +67,7 @@ pub(super) fn produce_batch(topic: &TopicHandle, records: &[BatchRecord<'_>]) ->
             rd::rd_kafka_message_t {
                 err: rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
                 rkt: ptr::null_mut(),
-                partition: r.partition.unwrap_or(PARTITION_UA),
+                partition: PARTITION_UA,
                 payload: r.payload.as_ptr().cast_mut().cast::<c_void>(),
                 len: r.payload.len(),
                 key,
@@ -88,7 +90,7 @@ pub(super) fn produce_batch(topic: &TopicHandle, records: &[BatchRecord<'_>]) ->
         rd::rd_kafka_produce_batch(
             topic.0.as_ptr(),
             PARTITION_UA,
-            rd::RD_KAFKA_MSG_F_COPY | rd::RD_KAFKA_MSG_F_PARTITION,
+            rd::RD_KAFKA_MSG_F_COPY,
             msgs.as_mut_ptr(),
             count,
         )

@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::native::MessageQueue;
 use super::shared::Shared;
+use crate::error::KafkaError;
 use crate::offsets::Commit;
 use crate::options::OnRevoke;
 
@@ -95,12 +96,24 @@ impl SourceContext {
     /// before fetching starts.
     fn capture(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // No queue: the client is being destroyed, nothing will be read any more.
         let Some(queue) = queue else { return };
         for e in tpl.elements() {
             if !queue.capture(consumer, e.topic(), e.partition()) {
-                // Its messages then come through the consumer's poll: slower, still correct.
-                warn!(group = %self.shared.opts.group_id, topic = e.topic(), partition = e.partition(),
-                    "could not route the partition to the source's queue");
+                // librdkafka only refuses for a producer, but a partition not captured could
+                // stall unseen (see `MessageQueue::capture`): fail the source instead.
+                let sh = &self.shared;
+                let mut s = sh.lock();
+                if s.error.is_none() {
+                    s.error = Some(KafkaError::Client(format!(
+                        "could not route {}/{} to the source's queue",
+                        e.topic(),
+                        e.partition()
+                    )));
+                }
+                drop(s);
+                sh.ready.notify_one();
+                return;
             }
         }
     }

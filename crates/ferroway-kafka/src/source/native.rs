@@ -8,6 +8,7 @@
 //! stay on the consumer's queue, served by `rdkafka`'s `poll` and the consumer context.
 
 use std::ffi::{CStr, CString, c_char, c_void};
+use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
 use rdkafka::bindings as rd;
@@ -32,10 +33,12 @@ impl MessageQueue {
         NonNull::new(unsafe { rd::rd_kafka_queue_new(client.client().native_ptr()) }).map(MessageQueue)
     }
 
-    /// Makes `topic`/`partition`'s fetched messages come to this queue. Call it before the
-    /// partition is assigned: librdkafka then leaves the forwarding alone when it starts
+    /// Makes `topic`/`partition`'s fetched messages come to this queue. Call it before every
+    /// assignment of the partition: librdkafka then leaves the forwarding alone when it starts
     /// fetching (an application forward wins), so no message of the partition can reach the
-    /// consumer's queue first. Stopping the fetch (a revoke) undoes it.
+    /// consumer's queue first. Stopping the fetch (a revoke) removes the forward but not the
+    /// mark that the application owns it: a partition captured once and not captured again
+    /// would have its messages stay in its own queue, read by nobody.
     pub(super) fn capture(&self, client: &Client, topic: &str, partition: i32) -> bool {
         let Ok(topic) = CString::new(topic) else { return false };
         // SAFETY: valid client handle and C string; the partition queue handle returned is
@@ -90,10 +93,9 @@ impl Drop for MessageQueue {
 #[repr(transparent)]
 pub(super) struct NativeMessage(NonNull<rd::rd_kafka_message_t>);
 
-// SAFETY: a librdkafka message is immutable once delivered and may be read and destroyed on
-// any thread.
+// SAFETY: a librdkafka message may be read and destroyed on any thread. Not `Sync`: reading
+// headers parses them into the message the first time.
 unsafe impl Send for NativeMessage {}
-unsafe impl Sync for NativeMessage {}
 
 impl Drop for NativeMessage {
     fn drop(&mut self) {
@@ -104,13 +106,13 @@ impl Drop for NativeMessage {
 
 impl NativeMessage {
     pub(super) fn fields(&self) -> Fields<'_> {
-        // SAFETY: valid while `self` lives.
-        Fields(unsafe { self.0.as_ref() })
+        Fields(self.0.as_ptr(), PhantomData)
     }
 }
 
-/// A fetched message as the source keeps it: from its own queue, or (should a partition ever
-/// not have been captured) from the consumer's `poll`.
+/// A fetched message as the source keeps it: from its own queue, or from the consumer's
+/// `poll` (only if a partition's first assignment was not captured: the source then fails,
+/// but what was fetched is still handled like any message, never dropped unseen).
 pub(super) enum Fetch {
     Batch(NativeMessage),
     Polled(BorrowedMessage<'static>),
@@ -120,53 +122,59 @@ impl Fetch {
     pub(super) fn fields(&self) -> Fields<'_> {
         match self {
             Fetch::Batch(m) => m.fields(),
-            // SAFETY: the pointer is valid while the message lives.
-            Fetch::Polled(m) => Fields(unsafe { &*m.ptr() }),
+            Fetch::Polled(m) => Fields(m.ptr(), PhantomData),
         }
     }
 }
 
-/// Read access to a librdkafka message.
+/// Read access to a librdkafka message, valid while the message lives. A pointer rather than
+/// a reference: librdkafka's accessors also read (and, for headers, fill in) the message's
+/// private part around the public fields.
 #[derive(Clone, Copy)]
-pub(super) struct Fields<'a>(&'a rd::rd_kafka_message_t);
+pub(super) struct Fields<'a>(*mut rd::rd_kafka_message_t, PhantomData<&'a NativeMessage>);
 
 impl<'a> Fields<'a> {
+    fn msg(&self) -> &'a rd::rd_kafka_message_t {
+        // SAFETY: the message outlives 'a (see `NativeMessage::fields`, `Fetch::fields`).
+        unsafe { &*self.0 }
+    }
+
     /// The error librdkafka delivered in place of a message, if it is one.
     pub(super) fn error(self) -> Option<RdKafkaError> {
-        let err = self.0.err;
+        let err = self.msg().err;
         (err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR)
             .then(|| RdKafkaError::MessageConsumption(RDKafkaErrorCode::from(err)))
     }
 
     /// Identifies the topic within the client (the same for every message of a topic).
     pub(super) fn topic_handle(self) -> usize {
-        self.0.rkt as usize
+        self.msg().rkt as usize
     }
 
     pub(super) fn topic(self) -> Option<&'a str> {
-        if self.0.rkt.is_null() {
+        if self.msg().rkt.is_null() {
             return None;
         }
         // SAFETY: a message holds a reference to its topic, whose name is a C string.
-        unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(self.0.rkt)) }
+        unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(self.msg().rkt)) }
             .to_str()
             .ok()
     }
 
     pub(super) fn partition(self) -> i32 {
-        self.0.partition
+        self.msg().partition
     }
 
     pub(super) fn offset(self) -> i64 {
-        self.0.offset
+        self.msg().offset
     }
 
     pub(super) fn payload(self) -> Option<&'a [u8]> {
-        bytes(self.0.payload, self.0.len)
+        bytes(self.msg().payload, self.msg().len)
     }
 
     pub(super) fn key(self) -> Option<&'a [u8]> {
-        bytes(self.0.key, self.0.key_len)
+        bytes(self.msg().key, self.msg().key_len)
     }
 
     /// Milliseconds since the Unix epoch, if the record has a timestamp.
