@@ -102,17 +102,11 @@ impl SourceContext {
             if !queue.capture(consumer, e.topic(), e.partition()) {
                 // librdkafka only refuses for a producer, but a partition not captured could
                 // stall unseen (see `MessageQueue::capture`): fail the source instead.
-                let sh = &self.shared;
-                let mut s = sh.lock();
-                if s.error.is_none() {
-                    s.error = Some(KafkaError::Client(format!(
-                        "could not route {}/{} to the source's queue",
-                        e.topic(),
-                        e.partition()
-                    )));
-                }
-                drop(s);
-                sh.ready.notify_one();
+                self.shared.fail(KafkaError::Client(format!(
+                    "could not route {}/{} to the source's queue",
+                    e.topic(),
+                    e.partition()
+                )));
                 return;
             }
         }

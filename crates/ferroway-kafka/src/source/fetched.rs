@@ -115,7 +115,9 @@ impl Intake {
         if wait_ms > 0 && queue.len() == 0 {
             queue.consume(wait_ms, 1, &mut scratch);
         }
-        queue.consume(0, max - scratch.len(), &mut scratch);
+        if scratch.len() < max {
+            queue.consume(0, max - scratch.len(), &mut scratch);
+        }
         for m in scratch.drain(..) {
             self.keep(batch, Fetch::Batch(m), sh);
         }

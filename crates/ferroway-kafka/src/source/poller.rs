@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use super::acker::SourceAcker;
 use super::context::commit_pending;
@@ -180,13 +180,7 @@ fn close(member: Member, sh: &Shared) {
 /// other is logged and librdkafka recovers by itself.
 fn fail_or_log(sh: &Shared, e: &RdKafkaError) {
     if consumer_fatal(e) {
-        error!(group = %sh.opts.group_id, error = %e, "Kafka source failed");
-        let mut s = sh.lock();
-        if s.error.is_none() {
-            s.error = Some(KafkaError::broker("consume", e));
-        }
-        drop(s);
-        sh.ready.notify_one();
+        sh.fail(KafkaError::broker("consume", e));
     } else {
         sh.metrics.errors.increment(1);
         warn!(group = %sh.opts.group_id, error = %e, "Kafka consumer error");

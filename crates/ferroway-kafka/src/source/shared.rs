@@ -4,7 +4,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::{Notify, watch};
-use tracing::debug;
+use tracing::{debug, error};
 
 use super::fetched::{FetchQueue, Fetched};
 use crate::error::KafkaError;
@@ -116,6 +116,17 @@ impl Shared {
             (std::mem::take(&mut s.fetched), std::mem::take(&mut s.spent))
         };
         drop(released);
+    }
+
+    /// Fails the source: its next `handle_demand` returns the first such error.
+    pub(super) fn fail(&self, e: KafkaError) {
+        error!(group = %self.opts.group_id, error = %e, "Kafka source failed");
+        let mut s = self.lock();
+        if s.error.is_none() {
+            s.error = Some(e);
+        }
+        drop(s);
+        self.ready.notify_one();
     }
 
     pub(super) fn start_draining(&self) {
