@@ -102,11 +102,6 @@ impl OffsetBook {
         self.slots.remove(&slot)
     }
 
-    /// Every owned slot.
-    pub(crate) fn slots(&self) -> impl Iterator<Item = u64> + '_ {
-        self.slots.keys().copied()
-    }
-
     /// Records an emitted message. Returns false, tracking nothing, if the slot is gone or
     /// being revoked: the message must not be emitted.
     pub(crate) fn track(&mut self, slot: u64, offset: i64) -> bool {

@@ -13,10 +13,9 @@ use std::sync::atomic::Ordering;
 use ferroway::pipeline::{AckToken, Acknowledger, Message};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError as RdKafkaError;
-use rdkafka::message::BorrowedMessage;
 
 use super::context::SourceContext;
-use super::native::{Fetch, Fields, MessageQueue, NativeMessage};
+use super::native::{Fields, MessageQueue, NativeMessage};
 use super::shared::Shared;
 use crate::metadata::KafkaMetadata;
 
@@ -34,7 +33,7 @@ pub(super) struct Fetched {
 
 /// A fetched message with the slot of the assignment it was fetched in.
 struct Polled {
-    msg: Fetch,
+    msg: NativeMessage,
     slot: u64,
 }
 
@@ -74,30 +73,27 @@ pub(super) struct Intake {
     cache: SlotCache,
     /// Reused by every batch read.
     scratch: Vec<NativeMessage>,
-    /// Messages of partitions no longer owned, dropped.
+    /// Messages dropped unemitted (never tracked, so read again by whoever reads on): of
+    /// partitions no longer owned, or fetched outside the source's queue.
     pub(super) stale: u64,
     /// Errors librdkafka delivered in place of messages.
     pub(super) errors: Vec<RdKafkaError>,
 }
 
 impl Intake {
-    /// Serves the consumer's queue without waiting: rebalances and other events, and any
-    /// message of a partition that was not captured by the source's queue. Returns false
-    /// once the queue is empty.
-    pub(super) fn serve_events(&mut self, batch: &mut Fetched, sh: &Shared) -> bool {
-        match batch.client.poll(std::time::Duration::ZERO) {
+    /// Serves the consumer's queue without waiting: rebalances and other events. Returns
+    /// false once the queue is empty.
+    pub(super) fn serve_events(&mut self, client: &Client) -> bool {
+        match client.poll(std::time::Duration::ZERO) {
             None => false,
             Some(Err(e)) => {
                 self.errors.push(e);
                 true
             }
-            Some(Ok(m)) => {
-                // SAFETY: `m` borrows `*batch.client`. `batch` holds a share of that client
-                // and drops its messages before it (field order), and no message leaves a
-                // batch except into another holding the same client (`split_off`), so no
-                // message outlives its client. Only the lifetime changes: same layout.
-                let m = unsafe { std::mem::transmute::<BorrowedMessage<'_>, BorrowedMessage<'static>>(m) };
-                self.keep(batch, Fetch::Polled(m), sh);
+            // Only a partition whose first assignment was not captured sends its messages
+            // here, and that fails the source: none of them is tracked, so none is committed.
+            Some(Ok(_)) => {
+                self.stale += 1;
                 true
             }
         }
@@ -119,12 +115,12 @@ impl Intake {
             queue.consume(0, max - scratch.len(), &mut scratch);
         }
         for m in scratch.drain(..) {
-            self.keep(batch, Fetch::Batch(m), sh);
+            self.keep(batch, m, sh);
         }
         self.scratch = scratch;
     }
 
-    fn keep(&mut self, batch: &mut Fetched, msg: Fetch, sh: &Shared) {
+    fn keep(&mut self, batch: &mut Fetched, msg: NativeMessage, sh: &Shared) {
         let f = msg.fields();
         if let Some(e) = f.error() {
             self.errors.push(e);
@@ -191,10 +187,8 @@ impl FetchQueue {
 #[derive(Default)]
 struct SlotCache {
     generation: u64,
-    /// Topic name -> partition -> slot, rebuilt after every rebalance.
-    topics: HashMap<Box<str>, HashMap<i32, u64>>,
-    /// (topic handle, partition) -> slot: what was looked up by name since the rebuild.
-    handles: HashMap<(usize, i32), u64>,
+    /// (topic handle, partition) -> slot, filled as messages come; cleared by a rebalance.
+    slots: HashMap<(usize, i32), u64>,
     /// The last hit: consecutive messages mostly come from the same partition, so most
     /// lookups hash nothing.
     last: Option<((usize, i32), u64)>,
@@ -204,34 +198,20 @@ impl SlotCache {
     fn lookup(&mut self, sh: &Shared, f: Fields<'_>) -> Option<u64> {
         let key = (f.topic_handle(), f.partition());
         let generation = sh.generation.load(Ordering::Acquire);
-        if generation == self.generation {
-            if let Some((k, slot)) = self.last
-                && k == key
-            {
-                return Some(slot);
-            }
-        } else {
+        if generation != self.generation {
             self.generation = generation;
             self.last = None;
-            self.handles.clear();
-            self.topics.clear();
+            self.slots.clear();
+        } else if let Some((k, slot)) = self.last
+            && k == key
+        {
+            return Some(slot);
         }
-        if self.topics.is_empty() {
-            let s = sh.lock();
-            for slot in s.book.slots() {
-                if let Some(p) = s.book.get(slot) {
-                    self.topics
-                        .entry(Box::from(&*p.topic))
-                        .or_default()
-                        .insert(p.partition, slot);
-                }
-            }
-        }
-        let slot = match self.handles.get(&key) {
+        let slot = match self.slots.get(&key) {
             Some(slot) => *slot,
             None => {
-                let slot = *self.topics.get(f.topic()?)?.get(&key.1)?;
-                self.handles.insert(key, slot);
+                let slot = sh.lock().book.slot_of(f.topic()?, key.1)?;
+                self.slots.insert(key, slot);
                 slot
             }
         };

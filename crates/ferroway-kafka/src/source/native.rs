@@ -14,7 +14,6 @@ use std::ptr::{self, NonNull};
 use rdkafka::bindings as rd;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
-use rdkafka::message::BorrowedMessage;
 
 use super::fetched::Client;
 
@@ -110,23 +109,6 @@ impl NativeMessage {
     }
 }
 
-/// A fetched message as the source keeps it: from its own queue, or from the consumer's
-/// `poll` (only if a partition's first assignment was not captured: the source then fails,
-/// but what was fetched is still handled like any message, never dropped unseen).
-pub(super) enum Fetch {
-    Batch(NativeMessage),
-    Polled(BorrowedMessage<'static>),
-}
-
-impl Fetch {
-    pub(super) fn fields(&self) -> Fields<'_> {
-        match self {
-            Fetch::Batch(m) => m.fields(),
-            Fetch::Polled(m) => Fields(m.ptr(), PhantomData),
-        }
-    }
-}
-
 /// Read access to a librdkafka message, valid while the message lives. A pointer rather than
 /// a reference: librdkafka's accessors also read (and, for headers, fill in) the message's
 /// private part around the public fields.
@@ -135,7 +117,7 @@ pub(super) struct Fields<'a>(*mut rd::rd_kafka_message_t, PhantomData<&'a Native
 
 impl<'a> Fields<'a> {
     fn msg(&self) -> &'a rd::rd_kafka_message_t {
-        // SAFETY: the message outlives 'a (see `NativeMessage::fields`, `Fetch::fields`).
+        // SAFETY: the message outlives 'a (see `NativeMessage::fields`).
         unsafe { &*self.0 }
     }
 

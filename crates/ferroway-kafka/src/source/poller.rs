@@ -124,7 +124,7 @@ pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker
         let mut batch = Fetched::new(&client, budget);
         // Rebalances and other events first, then messages: waiting for them only when there
         // is demand. With no demand, this serves events and takes no message.
-        while intake.serve_events(&mut batch, &sh) {}
+        while intake.serve_events(&client) {}
         let wait = if budget > 0 && batch.is_empty() {
             FETCH_WAIT_MS
         } else {
