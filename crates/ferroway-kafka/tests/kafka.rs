@@ -257,7 +257,7 @@ struct GatedDlq {
 }
 
 impl DeadLetterSink<Vec<u8>> for GatedDlq {
-    fn send(&self, messages: Vec<Message<Vec<u8>>>) -> BoxFuture<'_, Result<(), BoxError>> {
+    fn send<'a>(&'a self, messages: &'a mut [Message<Vec<u8>>]) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
             self.gate.notified().await;
             DeadLetterSink::send(&self.sink, messages).await

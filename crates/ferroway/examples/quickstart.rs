@@ -80,7 +80,7 @@ impl Handler for Enrich {
 struct Counted<S>(S, Arc<Counts>);
 
 impl<S: DeadLetterSink<Value>> DeadLetterSink<Value> for Counted<S> {
-    fn send(&self, messages: Vec<Message<Value>>) -> BoxFuture<'_, Result<(), BoxError>> {
+    fn send<'a>(&'a self, messages: &'a mut [Message<Value>]) -> BoxFuture<'a, Result<(), BoxError>> {
         let n = messages.len() as u64;
         Box::pin(async move {
             self.0.send(messages).await?;

@@ -133,3 +133,121 @@ pub enum SubscribeError {
         reason: String,
     },
 }
+
+/// The destination (or a service a handler depends on) cannot be reached: the message itself
+/// is fine.
+///
+/// Return it — or any error with it in its [`source`](std::error::Error::source) chain — from
+/// a handler or a sink when the failure says nothing about the message: connection refused,
+/// broker down, timeout. The pipeline then never fails, dead-letters or acknowledges the
+/// message: it waits with backoff and tries again, so back-pressure reaches the source and
+/// the source pauses. Only errors about the message itself (too large, rejected, invalid)
+/// fail it. [`is_unavailable`] tells the two apart.
+///
+/// ```
+/// use ferroway::error::{Unavailable, is_unavailable};
+/// use ferroway::BoxError;
+///
+/// fn write(up: bool) -> Result<(), BoxError> {
+///     if !up {
+///         return Err(Unavailable::new("orders-db", "connection refused").into());
+///     }
+///     Ok(())
+/// }
+/// let e = write(false).unwrap_err();
+/// assert!(is_unavailable(&*e));
+/// assert_eq!(e.to_string(), "orders-db is unavailable: connection refused");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{what} is unavailable: {source}")]
+pub struct Unavailable {
+    what: String,
+    source: BoxError,
+}
+
+impl Unavailable {
+    /// `what` (a destination: a host, a topic, a database) could not be reached because of
+    /// `source`.
+    pub fn new(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Unavailable {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// What could not be reached.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+}
+
+/// True when `error`, or an error in its source chain, means "unavailable" rather than "this
+/// message is bad": an [`Unavailable`], an I/O error of a connection that could not be made
+/// or was lost (refused, reset, aborted, unreachable, timed out, broken pipe), or a Tokio
+/// timeout.
+///
+/// ```
+/// use ferroway::error::is_unavailable;
+/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// assert!(is_unavailable(&refused));
+/// let bad = std::io::Error::new(std::io::ErrorKind::InvalidData, "not JSON");
+/// assert!(!is_unavailable(&bad));
+/// ```
+pub fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::*;
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<Unavailable>() || e.is::<tokio::time::error::Elapsed>() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | BrokenPipe
+                    | TimedOut
+                    | HostUnreachable
+                    | NetworkUnreachable
+                    | NetworkDown
+                    | AddrNotAvailable
+            )
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Displays an error with every cause in its [`source`](std::error::Error::source) chain,
+/// `outer: cause: root cause` — for logs, where the root cause is what an operator needs.
+/// A cause whose text the previous message already contains is not repeated.
+///
+/// ```
+/// use ferroway::error::{Chain, Unavailable};
+/// let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// let e = Unavailable::new("redis://127.0.0.1:6390", io);
+/// assert_eq!(Chain(&e).to_string(), "redis://127.0.0.1:6390 is unavailable: connection refused");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            let text = e.to_string();
+            if !shown.contains(&text) {
+                write!(f, ": {text}")?;
+                shown.push_str(&text);
+            }
+            next = e.source();
+        }
+        Ok(())
+    }
+}

@@ -15,7 +15,9 @@ pub mod connector;
 pub mod error;
 pub mod pipeline;
 pub mod resilience;
+mod shutdown;
 pub mod stage;
 pub mod telemetry;
 
-pub use error::{BoxError, StageError, SubscribeError};
+pub use error::{BoxError, StageError, SubscribeError, Unavailable, is_unavailable};
+pub use shutdown::shutdown_signal;

@@ -50,8 +50,9 @@ impl Producer for Endless {
         self.emitted.fetch_add(demand as u64, Ordering::SeqCst);
         Ok(Emit::Events(batch))
     }
-    async fn prepare_for_draining(&mut self) {
+    async fn prepare_for_draining(&mut self) -> Vec<Message<u64>> {
         self.drained.fetch_add(1, Ordering::SeqCst);
+        Vec::new()
     }
 }
 

@@ -88,7 +88,7 @@ async fn every_failed_message_reaches_the_dead_letter_sink_exactly_once_with_its
 struct Broken;
 
 impl DeadLetterSink<u64> for Broken {
-    fn send(&self, _: Vec<Message<u64>>) -> BoxFuture<'_, Result<(), BoxError>> {
+    fn send<'a>(&'a self, _: &'a mut [Message<u64>]) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async { Err("dead-letter store unavailable".into()) })
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferroway::resilience::{
-    BoxError, ChildSpec, ChildState, Restart, Strategy, Supervisor, SupervisorError, SupervisorHandle,
+    Backoff, BoxError, ChildSpec, ChildState, Restart, Strategy, Supervisor, SupervisorError, SupervisorHandle,
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -70,6 +70,11 @@ impl Lab {
     }
 }
 
+/// A supervisor that restarts at once, so the tests below see restarts without waiting.
+fn sup(name: &str) -> Supervisor {
+    Supervisor::new(name).restart_backoff(Backoff::constant(Duration::ZERO))
+}
+
 /// Lets the supervisor and its children run until they are all idle.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -86,7 +91,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 #[tokio::test(start_paused = true)]
 async fn children_start_in_order_and_stop_in_reverse() {
     let lab = Lab::default();
-    let handle = Supervisor::new("sup")
+    let handle = sup("sup")
         .child(lab.child("a", Exit::Error))
         .child(lab.child("b", Exit::Error))
         .child(lab.child("c", Exit::Error))
@@ -106,7 +111,7 @@ async fn children_start_in_order_and_stop_in_reverse() {
 #[tokio::test(start_paused = true)]
 async fn one_for_one_restarts_only_the_failed_child() {
     let lab = Lab::default();
-    let handle = Supervisor::new("sup")
+    let handle = sup("sup")
         .strategy(Strategy::OneForOne)
         .child(lab.child("a", Exit::Error))
         .child(lab.child("b", Exit::Error))
@@ -125,7 +130,7 @@ async fn one_for_one_restarts_only_the_failed_child() {
 #[tokio::test(start_paused = true)]
 async fn one_for_all_restarts_every_child() {
     let lab = Lab::default();
-    let handle = Supervisor::new("sup")
+    let handle = sup("sup")
         .strategy(Strategy::OneForAll)
         .child(lab.child("a", Exit::Error))
         .child(lab.child("b", Exit::Error))
@@ -147,7 +152,7 @@ async fn one_for_all_restarts_every_child() {
 #[tokio::test(start_paused = true)]
 async fn rest_for_one_restarts_the_failed_child_and_those_after_it() {
     let lab = Lab::default();
-    let handle = Supervisor::new("sup")
+    let handle = sup("sup")
         .strategy(Strategy::RestForOne)
         .child(lab.child("a", Exit::Error))
         .child(lab.child("b", Exit::Error))
@@ -177,7 +182,7 @@ async fn rest_for_one_restarts_the_failed_child_and_those_after_it() {
 #[tokio::test(start_paused = true)]
 async fn permanent_children_restart_after_any_exit() {
     let lab = Lab::default();
-    let handle = Supervisor::new("sup")
+    let handle = sup("sup")
         .intensity(10, Duration::from_secs(1))
         .child(lab.child("normal", Exit::Normal))
         .child(lab.child("error", Exit::Error))
@@ -202,7 +207,7 @@ async fn permanent_children_restart_after_any_exit() {
 #[tokio::test(start_paused = true)]
 async fn transient_children_restart_only_after_abnormal_exits() {
     let lab = Lab::default();
-    let handle = Supervisor::new("sup")
+    let handle = sup("sup")
         .intensity(10, Duration::from_secs(1))
         .child(lab.child("normal", Exit::Normal).restart(Restart::Transient))
         .child(lab.child("error", Exit::Error).restart(Restart::Transient))
@@ -233,7 +238,7 @@ async fn transient_children_restart_only_after_abnormal_exits() {
 #[tokio::test(start_paused = true)]
 async fn temporary_children_are_never_restarted_and_are_removed() {
     let lab = Lab::default();
-    let handle = Supervisor::new("sup")
+    let handle = sup("sup")
         .child(lab.child("keep", Exit::Error))
         .child(lab.child("once", Exit::Panic).restart(Restart::Temporary))
         .start()
@@ -250,7 +255,7 @@ async fn temporary_children_are_never_restarted_and_are_removed() {
 #[tokio::test(start_paused = true)]
 async fn one_for_all_drops_temporary_siblings_instead_of_restarting_them() {
     let lab = Lab::default();
-    let handle = Supervisor::new("sup")
+    let handle = sup("sup")
         .strategy(Strategy::OneForAll)
         .child(lab.child("a", Exit::Error))
         .child(lab.child("temp", Exit::Error).restart(Restart::Temporary))
@@ -276,7 +281,7 @@ async fn exceeding_restart_intensity_stops_everything_and_fails() {
             async { Err::<(), BoxError>("always broken".into()) }
         })
     };
-    let handle = Supervisor::new("fragile")
+    let handle = sup("fragile")
         .intensity(2, Duration::from_secs(5))
         .child(lab.child("a", Exit::Error))
         .child(crashing)
@@ -317,7 +322,7 @@ async fn restarts_spread_over_more_than_the_period_are_tolerated() {
             }
         })
     };
-    let handle = Supervisor::new("patient")
+    let handle = sup("patient")
         .intensity(1, Duration::from_secs(5))
         .child(slow_crasher)
         .start()
@@ -333,7 +338,7 @@ async fn restarts_spread_over_more_than_the_period_are_tolerated() {
         Err::<(), BoxError>("tired".into())
     });
     let start = Instant::now();
-    let handle = Supervisor::new("strict")
+    let handle = sup("strict")
         .intensity(1, Duration::from_secs(5))
         .child(fast_crasher)
         .start()
@@ -367,7 +372,7 @@ async fn a_child_that_ignores_shutdown_is_aborted_after_its_timeout() {
     })
     .shutdown_timeout(Duration::from_secs(3));
     let lab = Lab::default();
-    let handle = Supervisor::new("sup")
+    let handle = sup("sup")
         .child(lab.child("polite", Exit::Error))
         .child(stubborn)
         .start()
@@ -384,7 +389,7 @@ async fn a_child_that_ignores_shutdown_is_aborted_after_its_timeout() {
 #[tokio::test(start_paused = true)]
 async fn dynamic_children_can_be_added_and_terminated() {
     let lab = Lab::default();
-    let handle = Supervisor::new("dyn").start().unwrap();
+    let handle = sup("dyn").start().unwrap();
     assert!(handle.children().is_empty());
 
     handle.start_child(lab.child("w1", Exit::Error)).await.unwrap();
@@ -423,10 +428,7 @@ async fn dynamic_children_can_be_added_and_terminated() {
 #[tokio::test(start_paused = true)]
 async fn dynamic_children_need_one_for_one() {
     let lab = Lab::default();
-    let handle = Supervisor::new("static")
-        .strategy(Strategy::RestForOne)
-        .start()
-        .unwrap();
+    let handle = sup("static").strategy(Strategy::RestForOne).start().unwrap();
     assert!(matches!(
         handle.start_child(lab.child("x", Exit::Error)).await,
         Err(SupervisorError::DynamicChildrenUnsupported {
@@ -440,7 +442,7 @@ async fn dynamic_children_need_one_for_one() {
 #[tokio::test(start_paused = true)]
 async fn duplicate_static_ids_are_rejected() {
     let lab = Lab::default();
-    let result = Supervisor::new("dup")
+    let result = sup("dup")
         .child(lab.child("same", Exit::Error))
         .child(lab.child("same", Exit::Error))
         .start();
@@ -453,12 +455,12 @@ async fn duplicate_static_ids_are_rejected() {
 #[tokio::test(start_paused = true)]
 async fn nested_supervisors_form_a_tree() {
     let lab = Lab::default();
-    let inner = Supervisor::new("inner")
+    let inner = sup("inner")
         .strategy(Strategy::OneForAll)
         .intensity(1, Duration::from_secs(60))
         .child(lab.child("x", Exit::Error))
         .child(lab.child("y", Exit::Error));
-    let outer = Supervisor::new("outer")
+    let outer = sup("outer")
         .intensity(5, Duration::from_secs(60))
         .child(inner.into_child_spec())
         .child(lab.child("z", Exit::Error))
@@ -481,4 +483,40 @@ async fn nested_supervisors_form_a_tree() {
     // Shutting the tree down stops z, then the inner supervisor's children in reverse.
     outer.shutdown().await.unwrap();
     assert_eq!(lab.take_log(), strings(&["stop:z", "stop:y", "stop:x"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_fails_at_once_is_restarted_after_a_growing_backoff_then_given_up() {
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let t0 = Instant::now();
+    let failing = {
+        let starts = starts.clone();
+        ChildSpec::new("bad-config", move |_ctx| {
+            starts.lock().unwrap().push(t0.elapsed());
+            async { Err::<(), BoxError>("invalid property".into()) }
+        })
+    };
+    // The default policy: 100 ms, doubling, within the default intensity (3 in 5 s).
+    let handle = Supervisor::new("backoff").child(failing).start().unwrap();
+    let err = handle.wait().await.unwrap_err();
+    assert!(matches!(err, SupervisorError::IntensityExceeded { .. }), "{err}");
+    let starts = starts.lock().unwrap().clone();
+    let ms: Vec<u128> = starts.iter().map(Duration::as_millis).collect();
+    assert_eq!(ms, [0, 100, 300, 700], "started, then restarted after 100, 200, 400 ms");
+    assert!(t0.elapsed() < Duration::from_secs(1), "gave up in {:?}", t0.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_during_a_restart_backoff_cancels_the_restart() {
+    let lab = Lab::default();
+    let handle = Supervisor::new("sup")
+        .restart_backoff(Backoff::constant(Duration::from_secs(60)))
+        .child(lab.child("a", Exit::Error))
+        .start()
+        .unwrap();
+    lab.crash("a").await;
+    let started = Instant::now();
+    handle.shutdown().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(lab.take_log(), strings(&["start:a"]), "never restarted");
 }

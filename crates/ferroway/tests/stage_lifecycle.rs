@@ -249,8 +249,9 @@ async fn draining_a_producer_delivers_its_buffer_then_ends_subscriptions() {
             // A long poll: never returns by itself.
             std::future::pending().await
         }
-        async fn prepare_for_draining(&mut self) {
+        async fn prepare_for_draining(&mut self) -> Vec<u64> {
             self.0.fetch_add(1, Ordering::SeqCst);
+            Vec::new()
         }
     }
     let calls = Arc::new(AtomicUsize::new(0));

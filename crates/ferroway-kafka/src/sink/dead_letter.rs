@@ -27,10 +27,10 @@ pub mod dead_letter_headers {
 /// pipeline, stage, and where they were consumed). `send` succeeds only when the broker has
 /// every one of them — only then does the source count them as done.
 impl<T: AsRef<[u8]> + Send + Sync + 'static> DeadLetterSink<T> for KafkaSink {
-    fn send(&self, mut messages: Vec<Message<T>>) -> BoxFuture<'_, Result<(), BoxError>> {
+    fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
             use dead_letter_headers as h;
-            for m in &mut messages {
+            for m in messages.iter_mut() {
                 let mut rec = match (m.metadata::<KafkaRecord>(), m.metadata::<KafkaMetadata>()) {
                     (Some(r), _) => r.clone(),
                     (None, Some(s)) => KafkaRecord {
@@ -63,7 +63,7 @@ impl<T: AsRef<[u8]> + Send + Sync + 'static> DeadLetterSink<T> for KafkaSink {
                 }
                 m.put_metadata(rec);
             }
-            let report = self.send_batch(&mut messages).await;
+            let report = self.send_batch(messages).await;
             if report.failed > 0 {
                 return Err(format!(
                     "{} of {} dead letters could not be produced to Kafka",

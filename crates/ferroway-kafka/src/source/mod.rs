@@ -181,9 +181,10 @@ impl Producer for KafkaSource {
         }
     }
 
-    async fn prepare_for_draining(&mut self) {
+    async fn prepare_for_draining(&mut self) -> Vec<Self::Output> {
         self.acker = None;
         self.shared.start_draining();
+        Vec::new()
     }
 }
 

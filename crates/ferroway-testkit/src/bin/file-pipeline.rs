@@ -102,7 +102,7 @@ impl Producer for Finishing {
         }
         Ok(emit)
     }
-    fn prepare_for_draining(&mut self) -> impl Future<Output = ()> + Send {
+    fn prepare_for_draining(&mut self) -> impl Future<Output = Vec<Self::Output>> + Send {
         self.inner.prepare_for_draining()
     }
 }

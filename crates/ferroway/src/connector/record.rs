@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use super::file::FileMetadata;
 use crate::error::BoxError;
 use crate::pipeline::{BoxFuture, DeadLetterInfo, DeadLetterSink, Message};
 
@@ -15,9 +14,11 @@ pub trait LineSink: Send + Sync + 'static {
 }
 
 /// A [`DeadLetterSink`] for messages of any data type: `encode` turns the data into bytes, and
-/// each failed message becomes one JSON line `{"pipeline", "stage", "reason", "source", "data"}`
-/// (`source` is `path:line` for file sources, `data` the encoded data as a string). The
-/// messages are acknowledged as successful only once these lines are durable.
+/// each failed message becomes one JSON line `{"pipeline", "stage", "reason", "origin",
+/// "data"}` — `origin` holds the fields of the message's [`Origin`](crate::pipeline::Origin)
+/// (`{"path", "line", "offset"}` for file sources, `{"topic", "partition", "offset"}` for Kafka,
+/// …), `data` the encoded data as a string. The messages are acknowledged as successful only
+/// once these lines are durable.
 ///
 /// Sinks whose data already is bytes (`String`, `Vec<u8>`) can be used directly: file and
 /// writer sinks implement `DeadLetterSink<T>` for `T: AsRef<[u8]>`.
@@ -54,9 +55,9 @@ impl<S: LineSink, T> DeadLetterWriter<S, T> {
 }
 
 impl<S: LineSink, T: 'static> DeadLetterSink<T> for DeadLetterWriter<S, T> {
-    fn send(&self, messages: Vec<Message<T>>) -> BoxFuture<'_, Result<(), BoxError>> {
+    fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
         let mut buf = Vec::new();
-        for m in &messages {
+        for m in messages.iter() {
             encode_dead_letter(m, &(self.encode)(m.data()), &mut buf);
         }
         self.sink.append_durable(buf)
@@ -66,10 +67,10 @@ impl<S: LineSink, T: 'static> DeadLetterSink<T> for DeadLetterWriter<S, T> {
 /// Writes failed messages whose data is bytes.
 pub(crate) fn send_bytes<'a, T: AsRef<[u8]>>(
     sink: &'a impl LineSink,
-    messages: Vec<Message<T>>,
+    messages: &[Message<T>],
 ) -> BoxFuture<'a, Result<(), BoxError>> {
     let mut buf = Vec::new();
-    for m in &messages {
+    for m in messages {
         encode_dead_letter(m, m.data().as_ref(), &mut buf);
     }
     sink.append_durable(buf)
@@ -85,9 +86,15 @@ pub(crate) fn encode_dead_letter<T>(m: &Message<T>, data: &[u8], out: &mut Vec<u
     }
     let reason = info.map(|i| &*i.reason).or(m.failure()).unwrap_or("failed");
     field(out, "reason", reason.as_bytes());
-    if let Some(f) = m.metadata::<FileMetadata>() {
-        let source = format!("{}:{}", f.path.display(), f.line);
-        field(out, "source", source.as_bytes());
+    if let Some(origin) = m.origin() {
+        out.extend_from_slice(b"\"origin\":{");
+        for (name, value) in origin.fields() {
+            field(out, name, value.as_bytes());
+        }
+        if out.last() == Some(&b',') {
+            out.pop();
+        }
+        out.extend_from_slice(b"},");
     }
     field(out, "data", data);
     out.pop(); // the last comma

@@ -202,7 +202,7 @@ impl<R: AsyncRead + Unpin + Send + 'static, F: LineFormat> Producer for ReaderSo
                     m
                 }
             };
-            m.put_metadata(FileMetadata {
+            m.put_origin(FileMetadata {
                 path: self.name.clone(),
                 line: st.line,
                 offset: start,
@@ -304,7 +304,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> LineSink for WriterSink<W> {
 }
 
 impl<W: AsyncWrite + Unpin + Send + 'static, T: AsRef<[u8]> + Send + 'static> DeadLetterSink<T> for WriterSink<W> {
-    fn send(&self, messages: Vec<Message<T>>) -> BoxFuture<'_, Result<(), BoxError>> {
+    fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
         record::send_bytes(self, messages)
     }
 }
@@ -384,7 +384,7 @@ mod tests {
         let dead = String::from_utf8(dead.into_inner().await.unwrap()).unwrap();
         assert_eq!(
             dead,
-            "{\"pipeline\":\"echo\",\"stage\":\"processor\",\"reason\":\"rejected\",\"source\":\"input:2\",\"data\":\"bad\"}\n"
+            "{\"pipeline\":\"echo\",\"stage\":\"processor\",\"reason\":\"rejected\",\"origin\":{\"path\":\"input\",\"line\":\"2\",\"offset\":\"4\"},\"data\":\"bad\"}\n"
         );
     }
 }

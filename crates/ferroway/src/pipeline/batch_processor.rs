@@ -10,8 +10,10 @@ use tracing::Instrument;
 
 use super::batcher::Batch;
 use super::handler::Handler;
+use super::message::Message;
+use super::outage::Outage;
 use super::shared::Shared;
-use crate::error::{StageError, panic_message};
+use crate::error::{StageError, is_unavailable, panic_message};
 use crate::stage::ConsumerMsg;
 use crate::stage::inbox::{Inbox, Verdict};
 use crate::telemetry;
@@ -31,17 +33,26 @@ pub(crate) async fn run<H: Handler>(
                 let n = events.len();
                 for mut batch in events {
                     sizes.record(batch.messages.len() as f64);
-                    let started = Instant::now();
-                    let outcome = AssertUnwindSafe(shared.handler.handle_batch(&mut batch.messages, &batch.info))
-                        .catch_unwind()
-                        .instrument(span.clone())
-                        .await;
-                    latency.record(started.elapsed().as_secs_f64());
-                    let reason = match outcome {
-                        Ok(Ok(())) => None,
-                        Ok(Err(e)) => Some(format!("handle_batch failed: {e}")),
-                        Err(p) => Some(format!("handle_batch panicked: {}", panic_message(&*p))),
+                    let mut outage = Outage::new(&shared, "batch_processor");
+                    let reason = loop {
+                        let started = Instant::now();
+                        let outcome = AssertUnwindSafe(shared.handler.handle_batch(&mut batch.messages, &batch.info))
+                            .catch_unwind()
+                            .instrument(span.clone())
+                            .await;
+                        latency.record(started.elapsed().as_secs_f64());
+                        match outcome {
+                            Ok(Ok(())) => break None,
+                            Ok(Err(e)) if is_unavailable(&*e) => {
+                                // The whole batch goes again: marks from this attempt are void.
+                                batch.messages.iter_mut().for_each(Message::clear_failure);
+                                outage.wait(&*e, batch.messages.len()).await;
+                            }
+                            Ok(Err(e)) => break Some(format!("handle_batch failed: {e}")),
+                            Err(p) => break Some(format!("handle_batch panicked: {}", panic_message(&*p))),
+                        }
                     };
+                    outage.recovered();
                     if let Some(reason) = reason {
                         batch.messages.iter_mut().for_each(|m| m.fail(&reason));
                     }

@@ -18,7 +18,7 @@ use super::producer::ProducerPlan;
 use super::rate_limit::RateLimiter;
 use super::shared::Shared;
 use super::{batch_processor, producer::Registry};
-use crate::resilience::{Backoff, Strategy, Supervisor};
+use crate::resilience::{Backoff, Jitter, Strategy, Supervisor};
 use crate::stage::outbox::Outbox;
 use crate::stage::transform::{self, Downstream};
 use crate::stage::{BufferKeep, CancelMode, ConsumerOptions, Dispatcher, Producer, StageTask, SubscribeOptions};
@@ -40,6 +40,7 @@ pub struct PipelineBuilder<H: Handler, P = NoProducer> {
     rate_limit: Option<(usize, Duration)>,
     dead_letter: Option<Box<dyn DeadLetterSink<H::Data>>>,
     retry: Option<(Backoff, usize)>,
+    outage_backoff: Backoff,
     shutdown_timeout: Duration,
     restarts: (u32, Duration),
     _p: PhantomData<fn() -> P>,
@@ -59,6 +60,9 @@ impl<T: Send + 'static> Pipeline<T> {
             rate_limit: None,
             dead_letter: None,
             retry: None,
+            outage_backoff: Backoff::exponential(Duration::from_millis(100))
+                .cap(Duration::from_secs(10))
+                .jitter(Jitter::Equal),
             shutdown_timeout: Duration::from_secs(30),
             restarts: (3, Duration::from_secs(5)),
             _p: PhantomData,
@@ -83,6 +87,7 @@ impl<H: Handler, P> PipelineBuilder<H, P> {
             rate_limit: self.rate_limit,
             dead_letter: self.dead_letter,
             retry: self.retry,
+            outage_backoff: self.outage_backoff,
             shutdown_timeout: self.shutdown_timeout,
             restarts: self.restarts,
             _p: PhantomData,
@@ -137,6 +142,17 @@ impl<H: Handler, P> PipelineBuilder<H, P> {
     /// retries, so per-key order is kept.
     pub fn retry(mut self, policy: Backoff, max_retries: usize) -> Self {
         self.retry = Some((policy, max_retries));
+        self
+    }
+
+    /// The waits between attempts while a destination is unavailable (default: exponential
+    /// from 100 ms, capped at 10 s, with jitter). An outage — an error for which
+    /// [`is_unavailable`](crate::error::is_unavailable) holds, from `handle_message`,
+    /// `handle_batch` or the dead-letter sink — never fails a message: the stage keeps it and
+    /// tries again, however long it takes, and the source pauses meanwhile. A policy that
+    /// runs out keeps its last delay.
+    pub fn outage_backoff(mut self, policy: Backoff) -> Self {
+        self.outage_backoff = policy;
         self
     }
 
@@ -238,7 +254,13 @@ where
             reason,
         };
         let name: Arc<str> = self.name.as_str().into();
-        let shared = Arc::new(Shared::new(name.clone(), self.handler, self.dead_letter, self.retry));
+        let shared = Arc::new(Shared::new(
+            name.clone(),
+            self.handler,
+            self.dead_letter,
+            self.retry,
+            self.outage_backoff,
+        ));
         let mut tasks: Vec<StageTask> = Vec::new();
         let mut topology = Topology::default();
         let batcher_names: Arc<[&'static str]> = self.batchers.iter().map(|b| b.name).collect();
@@ -414,6 +436,7 @@ where
             registry,
             topology,
             shutdown_timeout: self.shutdown_timeout,
+            clock: Arc::default(),
         })
     }
 }

@@ -26,11 +26,15 @@ pub struct DeadLetterInfo {
 /// Receives messages that finally failed, before they are acknowledged.
 ///
 /// When `send` succeeds the messages count as done and are acknowledged as successful, so the
-/// source does not deliver them again; when it fails they are acknowledged as failed, so the
-/// source's own failure handling (e.g. redelivery) applies. Nothing that failed is lost
-/// silently either way.
+/// source does not deliver them again. When it fails because the sink is unavailable (an
+/// error for which [`is_unavailable`](crate::error::is_unavailable) holds: connection refused,
+/// broker down, timeout) the pipeline keeps the messages in flight and sends them again with
+/// backoff — an outage never acknowledges anything. Any other error acknowledges them as
+/// failed, so the source's own failure handling (e.g. redelivery) applies. Nothing that
+/// failed is lost silently either way.
 ///
-/// A Tokio `mpsc::Sender<Message<T>>` is a sink; so is any connector publisher that implements
+/// A Tokio `mpsc::Sender<Message<T>>` is a sink for cloneable data (it receives copies with
+/// the failure reason and [`DeadLetterInfo`]); so is any connector publisher that implements
 /// this trait.
 ///
 /// ```
@@ -39,9 +43,9 @@ pub struct DeadLetterInfo {
 ///
 /// struct Log;
 /// impl DeadLetterSink<String> for Log {
-///     fn send(&self, messages: Vec<Message<String>>) -> BoxFuture<'_, Result<(), BoxError>> {
+///     fn send<'a>(&'a self, messages: &'a mut [Message<String>]) -> BoxFuture<'a, Result<(), BoxError>> {
 ///         Box::pin(async move {
-///             for m in &messages {
+///             for m in messages.iter() {
 ///                 eprintln!("dead letter: {:?} ({})", m.data(), m.failure().unwrap_or("?"));
 ///             }
 ///             Ok(())
@@ -50,15 +54,23 @@ pub struct DeadLetterInfo {
 /// }
 /// ```
 pub trait DeadLetterSink<T>: Send + Sync + 'static {
-    /// Stores `messages` durably (or hands them on); return an error if it could not.
-    fn send(&self, messages: Vec<Message<T>>) -> BoxFuture<'_, Result<(), BoxError>>;
+    /// Stores `messages` durably (or hands them on); return an error if it could not. The
+    /// pipeline keeps the messages, so after an outage it can send them again.
+    fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>>;
 }
 
-impl<T: Send + 'static> DeadLetterSink<T> for mpsc::Sender<Message<T>> {
-    fn send(&self, messages: Vec<Message<T>>) -> BoxFuture<'_, Result<(), BoxError>> {
+impl<T: Clone + Send + Sync + 'static> DeadLetterSink<T> for mpsc::Sender<Message<T>> {
+    fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
-            for m in messages {
-                mpsc::Sender::send(self, m)
+            for m in messages.iter() {
+                let mut copy = Message::new(m.data().clone());
+                if let Some(reason) = m.failure() {
+                    copy.fail(reason);
+                }
+                if let Some(info) = m.metadata::<DeadLetterInfo>() {
+                    copy.put_metadata(info.clone());
+                }
+                mpsc::Sender::send(self, copy)
                     .await
                     .map_err(|_| "dead-letter channel closed")?;
             }

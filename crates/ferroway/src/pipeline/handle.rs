@@ -1,9 +1,12 @@
 //! A running pipeline: stop it, await it, inspect it, push test messages into it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::ack::Ackers;
@@ -67,19 +70,54 @@ pub enum PipelineError {
     },
 }
 
+/// When draining began: from then on, every way of waiting for the pipeline is bounded by
+/// the shutdown timeout.
+#[derive(Debug, Default)]
+pub(crate) struct DrainClock {
+    started: OnceLock<Instant>,
+    changed: Notify,
+}
+
+impl DrainClock {
+    /// Records the start; true the first time.
+    fn start(&self) -> bool {
+        let first = self.started.set(Instant::now()).is_ok();
+        self.changed.notify_waiters();
+        first
+    }
+
+    /// Resolves `timeout` after draining began (never, if it does not).
+    async fn expired(&self, timeout: Duration) {
+        let started = loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(t) = self.started.get() {
+                break *t;
+            }
+            changed.await;
+        };
+        tokio::time::sleep_until(started + timeout).await;
+    }
+}
+
 /// Starts draining a pipeline; see [`Pipeline::drainer`].
 #[derive(Debug, Clone)]
 pub struct Drainer {
     supervisor: SupervisorHandle,
+    clock: Arc<DrainClock>,
 }
 
 impl Drainer {
-    /// Starts draining (does not wait). Calling it again does nothing more.
+    /// Starts draining (does not wait). Calling it again does nothing more. From now on,
+    /// [`Pipeline::join`] returns within the shutdown timeout.
     pub fn drain(&self) {
-        let sup = self.supervisor.clone();
-        tokio::spawn(async move {
-            let _ = sup.shutdown().await;
-        });
+        if self.clock.start() {
+            let sup = self.supervisor.clone();
+            tokio::spawn(async move {
+                let _ = sup.shutdown().await;
+            });
+        }
     }
 }
 
@@ -102,6 +140,7 @@ pub struct Pipeline<T> {
     pub(crate) registry: Registry<T>,
     pub(crate) topology: Topology,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) clock: Arc<DrainClock>,
 }
 
 impl<T> std::fmt::Debug for Pipeline<T> {
@@ -164,11 +203,38 @@ impl<T: Send + 'static> Pipeline<T> {
     pub fn drainer(&self) -> Drainer {
         Drainer {
             supervisor: self.supervisor.clone(),
+            clock: self.clock.clone(),
         }
     }
 
-    /// Waits until the pipeline stops by itself (its producers finished) or fails.
+    /// Waits until the pipeline stops by itself (its producers finished), fails, or — once
+    /// [draining](Self::drain) began — has drained. A failing stage or producer returns its
+    /// error at once. After draining began this returns within the shutdown timeout, with
+    /// [`PipelineError::ShutdownTimeout`] if the drain did not finish in time (what was left
+    /// unacknowledged is delivered again by the source).
     pub async fn join(self) -> Result<(), PipelineError> {
+        let name = self.name.clone();
+        let (timeout, clock) = (self.shutdown_timeout, self.clock.clone());
+        let in_flight = self.in_flight.clone();
+        let aborts: Vec<_> = self.tasks.iter().map(StageTask::abort_handle).collect();
+        tokio::select! {
+            r = self.finish() => r,
+            // Producers have the same timeout in the supervisor, which aborts them then.
+            _ = clock.expired(timeout) => {
+                for a in aborts {
+                    a.abort();
+                }
+                Err(PipelineError::ShutdownTimeout {
+                    pipeline: name,
+                    timeout,
+                    unacked: in_flight.load(Ordering::Relaxed).max(0) as u64,
+                })
+            }
+        }
+    }
+
+    /// Waits for every stage, then for the producers' supervisor and the acknowledgers.
+    async fn finish(self) -> Result<(), PipelineError> {
         let ackers = self.ackers.clone();
         let name = self.name.clone();
         let supervisor = self.supervisor.clone();
@@ -180,13 +246,18 @@ impl<T: Send + 'static> Pipeline<T> {
             Err(source) = supervisor.wait() => {
                 // Producers are gone for good. What is in flight is not acknowledged, so the
                 // source delivers it again to the next run (at-least-once).
-                for a in aborts {
+                for a in &aborts {
                     a.abort();
                 }
                 let _ = (&mut stages).await;
                 Err(PipelineError::Producers { pipeline: name.clone(), source })
             }
         };
+        if result.is_err() {
+            for a in &aborts {
+                a.abort();
+            }
+        }
         let _ = supervisor.shutdown().await;
         // Everything is acknowledged: let acknowledgers finish what they handed off.
         ackers.flush().await;
@@ -199,44 +270,51 @@ impl<T: Send + 'static> Pipeline<T> {
     /// stages are stopped and the error says how many messages were left unacknowledged.
     pub async fn stop(self) -> Result<ShutdownReport, PipelineError> {
         let started = Instant::now();
-        let (name, timeout) = (self.name.clone(), self.shutdown_timeout);
-        let in_flight = self.in_flight.clone();
-        let aborts: Vec<_> = self.tasks.iter().map(StageTask::abort_handle).collect();
-        let supervisor = self.supervisor.clone();
-        let drained = tokio::time::timeout(timeout, async move {
-            let _ = supervisor.shutdown().await;
-            self.join().await
+        self.drain();
+        self.join().await?;
+        Ok(ShutdownReport {
+            elapsed: started.elapsed(),
         })
-        .await;
-        match drained {
-            Ok(Ok(())) => Ok(ShutdownReport {
-                elapsed: started.elapsed(),
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => {
-                for a in aborts {
-                    a.abort();
-                }
-                let unacked = in_flight.load(Ordering::Relaxed).max(0) as u64;
-                Err(PipelineError::ShutdownTimeout {
-                    pipeline: name,
-                    timeout,
-                    unacked,
-                })
+    }
+
+    /// Runs until `signal` resolves, then drains — the shape of a service's `main`. Returns
+    /// at once with the error if the pipeline fails first, and `Ok` if it finishes by itself
+    /// first (a finite source). The drain is bounded by the shutdown timeout.
+    ///
+    /// ```
+    /// # use ferroway::pipeline::{Handler, Message, Pipeline};
+    /// # use ferroway::pipeline::testing::TestProducer;
+    /// # struct H;
+    /// # impl Handler for H {
+    /// #     type Data = u32;
+    /// #     async fn handle_message(&self, _: &mut Message<u32>) -> Result<(), ferroway::BoxError> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder("p", H).producer(TestProducer::new).start().await?;
+    /// // In a service: pipeline.run_until(ferroway::shutdown_signal()).await?;
+    /// pipeline.run_until(tokio::time::sleep(std::time::Duration::from_millis(10))).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), PipelineError> {
+        let drainer = self.drainer();
+        let join = self.join();
+        tokio::pin!(join);
+        tokio::select! {
+            r = &mut join => r,
+            () = signal => {
+                drainer.drain();
+                join.await
             }
         }
     }
 }
 
-/// Joins every stage; the first failure wins, but all are awaited.
+/// Joins every stage; returns at the first failure, or once all stopped.
 async fn join_all(tasks: Vec<StageTask>) -> Result<(), StageError> {
-    let mut first = Ok(());
-    for t in tasks {
-        if let Err(e) = t.join().await
-            && first.is_ok()
-        {
-            first = Err(e);
-        }
+    let mut all: FuturesUnordered<_> = tasks.into_iter().map(StageTask::join).collect();
+    while let Some(r) = all.next().await {
+        r?;
     }
-    first
+    Ok(())
 }

@@ -58,15 +58,46 @@ type AnyBox = Box<dyn Any + Send + Sync>;
 
 /// Typed metadata values. Connectors put one (their own type): it lives inline, so a message
 /// with metadata costs one allocation less.
+/// Where a message came from, in its source's own terms: what a dead-letter record, a log
+/// line or an error names so that an operator can find the original — `topic=orders
+/// partition=3 offset=42`, `stream=events id=1700000000000-0`, `path=in.ndjson line=7`.
+///
+/// A source attaches it with [`Message::put_origin`]; the value is also metadata of its own
+/// type, so `message.metadata::<KafkaMetadata>()` keeps working.
+///
+/// ```
+/// use ferroway::pipeline::{Message, Origin};
+///
+/// struct Row { table: &'static str, id: u64 }
+/// impl Origin for Row {
+///     fn fields(&self) -> Vec<(&'static str, String)> {
+///         vec![("table", self.table.into()), ("id", self.id.to_string())]
+///     }
+/// }
+///
+/// let mut m = Message::new("payload");
+/// m.put_origin(Row { table: "orders", id: 7 });
+/// assert_eq!(m.origin().unwrap().fields()[1], ("id", "7".to_string()));
+/// assert_eq!(m.metadata::<Row>().unwrap().id, 7);
+/// ```
+pub trait Origin: Any + Send + Sync {
+    /// The fields naming this message's place at its source, in order.
+    fn fields(&self) -> Vec<(&'static str, String)>;
+}
+
 #[derive(Default)]
 struct Metadata {
     first: Option<AnyBox>,
     rest: Vec<AnyBox>,
+    origin: Option<Box<dyn Origin>>,
 }
 
 impl Metadata {
-    fn iter(&self) -> impl Iterator<Item = &AnyBox> {
-        self.first.iter().chain(self.rest.iter())
+    fn iter(&self) -> impl Iterator<Item = &(dyn Any + Send + Sync)> {
+        let origin = self.origin.as_deref().map(|o| o as &(dyn Any + Send + Sync));
+        origin
+            .into_iter()
+            .chain(self.first.iter().chain(self.rest.iter()).map(|b| &**b))
     }
 
     fn put<M: Any + Send + Sync>(&mut self, value: M) {
@@ -80,7 +111,6 @@ impl Metadata {
     }
 }
 
-/// Rarely set parts of a message, boxed so that a plain message stays small and fast to move.
 #[derive(Default)]
 struct Extras {
     metadata: Metadata,
@@ -188,6 +218,17 @@ impl<T> Message<T> {
         self.extras().metadata.put(value);
     }
 
+    /// Puts where the message came from (see [`Origin`]), replacing any earlier origin. It is
+    /// also readable as metadata of its own type.
+    pub fn put_origin<O: Origin>(&mut self, origin: O) {
+        self.extras().metadata.origin = Some(Box::new(origin));
+    }
+
+    /// Where the message came from, if its source said.
+    pub fn origin(&self) -> Option<&dyn Origin> {
+        self.extras.as_ref()?.metadata.origin.as_deref()
+    }
+
     /// Sends the message to the batcher named `name` (by default: the first batcher).
     pub fn put_batcher(&mut self, name: &'static str) {
         self.batcher = Some(name);
@@ -219,6 +260,13 @@ impl<T> Message<T> {
     /// Why the message failed, if it did.
     pub fn failure(&self) -> Option<&str> {
         self.extras.as_ref()?.failure.as_deref()
+    }
+
+    /// Forgets a failure (the attempt that set it is being made again).
+    pub(crate) fn clear_failure(&mut self) {
+        if let Some(e) = self.extras.as_mut() {
+            e.failure = None;
+        }
     }
 
     /// True if the message is marked failed.

@@ -10,8 +10,9 @@ use tracing::Instrument;
 
 use super::handler::Handler;
 use super::message::Message;
+use super::outage::Outage;
 use super::shared::Shared;
-use crate::error::{StageError, panic_message};
+use crate::error::{StageError, is_unavailable, panic_message};
 use crate::stage::outbox::Outbox;
 use crate::stage::transform::Transform;
 use crate::telemetry;
@@ -112,12 +113,18 @@ async fn process<H: Handler>(
     out
 }
 
-/// `handle_message` with panics caught and, when configured, retries with backoff.
+/// `handle_message` with panics caught and, when configured, retries with backoff. An
+/// outage is waited out without using up the retries.
 async fn handle_one<H: Handler>(shared: &Shared<H>, m: &mut Message<H::Data>) {
     let mut delays = shared.retry.as_ref().map(|(policy, max)| policy.delays().take(*max));
+    let mut outage = Outage::new(shared, "processor");
     loop {
         let reason = match AssertUnwindSafe(shared.handler.handle_message(m)).catch_unwind().await {
-            Ok(Ok(())) => return,
+            Ok(Ok(())) => break,
+            Ok(Err(e)) if is_unavailable(&*e) => {
+                outage.wait(&*e, 1).await;
+                continue;
+            }
             Ok(Err(e)) => e.to_string(),
             Err(p) => format!("handle_message panicked: {}", panic_message(&*p)),
         };
@@ -128,8 +135,9 @@ async fn handle_one<H: Handler>(shared: &Shared<H>, m: &mut Message<H::Data>) {
             }
             None => {
                 m.fail(reason);
-                return;
+                break;
             }
         }
     }
+    outage.recovered();
 }

@@ -47,8 +47,10 @@ where
         Ok(emit)
     }
 
-    fn prepare_for_draining(&mut self) -> impl Future<Output = ()> + Send {
-        self.inner.prepare_for_draining()
+    async fn prepare_for_draining(&mut self) -> Vec<Message<H::Data>> {
+        let last = self.inner.prepare_for_draining().await;
+        self.shared.entered(last.len());
+        last
     }
 }
 

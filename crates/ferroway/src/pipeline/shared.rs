@@ -11,16 +11,21 @@ use tracing::warn;
 use super::ack::{AckGroups, Ackers};
 use super::dead_letter::{DeadLetterInfo, DeadLetterSink};
 use super::handler::Handler;
-use super::message::Message;
-use crate::error::panic_message;
+use super::message::{Message, OnFailure};
+use super::outage::Outage;
+use crate::error::{Chain, is_unavailable, panic_message};
 use crate::resilience::Backoff;
-use crate::telemetry;
+use crate::telemetry::{self, LogThrottle};
 
 pub(crate) struct Shared<H: Handler> {
     pub(crate) name: Arc<str>,
     pub(crate) handler: H,
     pub(crate) dead_letter: Option<Box<dyn DeadLetterSink<H::Data>>>,
     pub(crate) retry: Option<(Backoff, usize)>,
+    /// Waits between attempts while a destination is unavailable.
+    pub(crate) outage_backoff: Backoff,
+    pub(crate) outage_log: LogThrottle,
+    pub(crate) unavailable: metrics::Counter,
     /// Messages emitted by producers and not yet acknowledged.
     pub(crate) in_flight: Arc<AtomicI64>,
     pub(crate) ackers: Arc<Ackers>,
@@ -36,9 +41,13 @@ impl<H: Handler> Shared<H> {
         handler: H,
         dead_letter: Option<Box<dyn DeadLetterSink<H::Data>>>,
         retry: Option<(Backoff, usize)>,
+        outage_backoff: Backoff,
     ) -> Self {
         let p = name.to_string();
         Shared {
+            unavailable: metrics::counter!(telemetry::PIPELINE_UNAVAILABLE, "pipeline" => p.clone()),
+            outage_backoff,
+            outage_log: LogThrottle::new(std::time::Duration::from_secs(5)),
             acked_ok: metrics::counter!(telemetry::PIPELINE_ACKED, "pipeline" => p.clone(), "outcome" => "successful"),
             acked_failed: metrics::counter!(telemetry::PIPELINE_ACKED, "pipeline" => p.clone(), "outcome" => "failed"),
             dead_lettered: metrics::counter!(telemetry::PIPELINE_DEAD_LETTERED, "pipeline" => p.clone()),
@@ -79,6 +88,8 @@ impl<H: Handler> Shared<H> {
         self.in_flight_gauge.set(now as f64);
     }
 
+    /// Failed messages: `handle_failed`, then the dead-letter sink for those not to be
+    /// requeued, then into `groups` — as successful when the sink took them.
     async fn failed(&self, stage: &'static str, failed: &mut Vec<Message<H::Data>>, groups: &mut AckGroups) {
         match AssertUnwindSafe(self.handler.handle_failed(failed))
             .catch_unwind()
@@ -87,61 +98,68 @@ impl<H: Handler> Shared<H> {
             Ok(()) => {}
             Err(panic) => warn!(pipeline = %self.name, reason = %panic_message(&*panic), "handle_failed panicked"),
         }
-        // handle_failed may not un-fail messages, but be robust if a message has no reason.
-        let reasons: Vec<_> = failed
-            .iter()
-            .map(|m| {
-                (
-                    m.failure_arc().unwrap_or_else(|| "failed".into()),
-                    m.on_failure(),
-                    m.ack.clone(),
-                )
-            })
-            .collect();
-        let stored = match &self.dead_letter {
-            None => false,
-            Some(sink) => {
-                let letters: Vec<_> = std::mem::take(failed)
-                    .into_iter()
-                    .zip(&reasons)
-                    .map(|(mut m, (reason, _, _))| {
-                        m.put_metadata(DeadLetterInfo {
-                            pipeline: self.name.clone(),
-                            stage,
-                            reason: reason.clone(),
-                        });
-                        m
-                    })
-                    .collect();
-                self.dead_letter(sink.as_ref(), letters).await
+        for m in failed.iter_mut() {
+            // handle_failed may not un-fail messages, but be robust if a message has no reason.
+            let reason = m.failure_arc().unwrap_or_else(|| "failed".into());
+            if self.dead_letter.is_some() {
+                m.put_metadata(DeadLetterInfo {
+                    pipeline: self.name.clone(),
+                    stage,
+                    reason,
+                });
             }
+        }
+        // A message asked to be requeued goes back to its source, not to the dead letters.
+        let (mut letters, requeued): (Vec<_>, Vec<_>) = std::mem::take(failed)
+            .into_iter()
+            .partition(|m| m.on_failure() != OnFailure::Requeue);
+        let stored = match &self.dead_letter {
+            Some(sink) if !letters.is_empty() => self.dead_letter(stage, sink.as_ref(), &mut letters).await,
+            _ => false,
         };
-        if stored {
-            self.acked_ok.increment(reasons.len() as u64);
+        let (ok, mut not) = (Vec::new(), requeued);
+        let ok = if stored {
+            letters
         } else {
-            self.acked_failed.increment(reasons.len() as u64);
+            not.extend(letters);
+            ok
+        };
+        self.acked_ok.increment(ok.len() as u64);
+        self.acked_failed.increment(not.len() as u64);
+        for m in ok {
+            groups.add(m.ack, None);
         }
-        for (reason, on_failure, ack) in reasons {
-            groups.add(ack, (!stored).then_some((reason, on_failure)));
+        for m in not {
+            let failure = (m.failure_arc().unwrap_or_else(|| "failed".into()), m.on_failure());
+            groups.add(m.ack, Some(failure));
         }
-        failed.clear();
     }
 
-    /// Hands `letters` to the sink; true when it took them.
-    async fn dead_letter(&self, sink: &dyn DeadLetterSink<H::Data>, letters: Vec<Message<H::Data>>) -> bool {
+    /// Hands `letters` to the sink, waiting out outages; true when it took them.
+    async fn dead_letter(
+        &self,
+        stage: &'static str,
+        sink: &dyn DeadLetterSink<H::Data>,
+        letters: &mut [Message<H::Data>],
+    ) -> bool {
         let count = letters.len();
-        match AssertUnwindSafe(sink.send(letters)).catch_unwind().await {
-            Ok(Ok(())) => {
-                self.dead_lettered.increment(count as u64);
-                true
-            }
-            Ok(Err(e)) => {
-                warn!(pipeline = %self.name, error = %e, count, "dead-letter sink failed; acknowledging as failed");
-                false
-            }
-            Err(p) => {
-                warn!(pipeline = %self.name, reason = %panic_message(&*p), count, "dead-letter sink panicked; acknowledging as failed");
-                false
+        let mut outage = Outage::new(self, stage);
+        loop {
+            match AssertUnwindSafe(sink.send(letters)).catch_unwind().await {
+                Ok(Ok(())) => {
+                    outage.recovered();
+                    self.dead_lettered.increment(count as u64);
+                    return true;
+                }
+                Ok(Err(e)) if is_unavailable(&*e) => outage.wait(&*e, count).await,
+                Ok(Err(e)) => {
+                    warn!(pipeline = %self.name, error = %Chain(&*e), count, "dead-letter sink refused the messages; acknowledging them as failed");
+                    return false;
+                }
+                Err(p) => {
+                    warn!(pipeline = %self.name, reason = %panic_message(&*p), count, "dead-letter sink panicked; acknowledging as failed");
+                    return false;
+                }
             }
         }
     }

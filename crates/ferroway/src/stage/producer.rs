@@ -2,9 +2,11 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::buffer::BufferKeep;
 use super::dispatcher::Dispatcher;
@@ -16,8 +18,10 @@ use crate::error::{BoxError, StageError};
 /// What [`Producer::handle_demand`] hands back.
 #[derive(Debug)]
 pub enum Emit<T> {
-    /// Events now. Return at least one, or none if you will emit through an [`Emitter`]: an empty
-    /// answer means "call me again when demand changes", so the stage never spins.
+    /// Events now, at most the demand asked for. None is a fine answer — "nothing yet" from a
+    /// producer that polls an external system, or one that emits through an [`Emitter`]: the
+    /// stage calls again when demand changes, or after a pause that grows from 10 ms to 1 s
+    /// while answers stay empty. So a poll-on-a-timer producer works, and the stage never spins.
     Events(Vec<T>),
     /// The last events: the producer is done. Its subscriptions end normally once these are
     /// delivered.
@@ -73,9 +77,11 @@ pub trait Producer: Send + 'static {
 
     /// Called once when the stage is asked to drain, before it stops asking for events
     /// (e.g. to stop a long poll or close a socket). A `handle_demand` in progress at that
-    /// moment is dropped, so it must be cancel-safe.
-    fn prepare_for_draining(&mut self) -> impl Future<Output = ()> + Send {
-        async {}
+    /// moment is dropped, so it must be cancel-safe: a read the broker already answered must
+    /// not be lost with it. Return such events here — they are the stage's last, and are
+    /// delivered and drained like any other (Broadway's `prepare_for_draining` does the same).
+    fn prepare_for_draining(&mut self) -> impl Future<Output = Vec<Self::Output>> + Send {
+        async { Vec::new() }
     }
 }
 
@@ -223,6 +229,10 @@ async fn run<P: Producer>(
     result
 }
 
+/// The first pause after an empty answer; it doubles up to [`IDLE_MAX`] while answers stay empty.
+const IDLE_MIN: Duration = Duration::from_millis(10);
+const IDLE_MAX: Duration = Duration::from_secs(1);
+
 async fn drive<P: Producer>(
     p: &mut P,
     outbox: &mut Outbox<P::Output>,
@@ -231,36 +241,42 @@ async fn drive<P: Producer>(
     let name = outbox.name.clone();
     // No more handle_demand calls: the producer is done or draining.
     let mut finishing = false;
-    // The last handle_demand returned nothing: wait for the mailbox before asking again.
-    let mut idle = false;
+    // The last handle_demand returned nothing: ask again at this instant, or sooner if the
+    // mailbox brings news.
+    let mut idle_until: Option<Instant> = None;
+    let mut pause = IDLE_MIN;
     loop {
         let mut drain = false;
         // Take every waiting message first, so many small asks become one handle_demand call.
         while let Ok(msg) = rx.try_recv() {
-            idle = false;
+            idle_until = None;
             drain |= outbox.handle(msg)? == After::Drain;
         }
         if drain && !finishing {
             finishing = true;
-            outbox.stop_accepting();
-            p.prepare_for_draining().await;
+            begin_draining(p, outbox).await?;
         }
         if finishing && outbox.is_empty() {
             return Ok(());
         }
         let want = outbox.wanted();
-        if finishing || idle || want == 0 {
-            match rx.recv().await {
-                Some(msg) => {
-                    idle = false;
-                    if outbox.handle(msg)? == After::Drain && !finishing {
-                        finishing = true;
-                        outbox.stop_accepting();
-                        p.prepare_for_draining().await;
+        if finishing || idle_until.is_some() || want == 0 {
+            let wake = idle_until.filter(|_| !finishing && want > 0);
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => {
+                        idle_until = None;
+                        if outbox.handle(msg)? == After::Drain && !finishing {
+                            finishing = true;
+                            begin_draining(p, outbox).await?;
+                        }
                     }
+                    // Nobody can reach this stage any more.
+                    None => return Ok(()),
+                },
+                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                    idle_until = None;
                 }
-                // Nobody can reach this stage any more.
-                None => return Ok(()),
             }
             continue;
         }
@@ -282,11 +298,15 @@ async fn drive<P: Producer>(
         match answer {
             None => {
                 finishing = true;
-                outbox.stop_accepting();
-                p.prepare_for_draining().await;
+                begin_draining(p, outbox).await?;
             }
             Some(Ok(Ok(Emit::Events(events)))) => {
-                idle = events.is_empty();
+                if events.is_empty() {
+                    idle_until = Some(Instant::now() + pause);
+                    pause = (pause * 2).min(IDLE_MAX);
+                } else {
+                    pause = IDLE_MIN;
+                }
                 outbox.emit(events)?;
             }
             Some(Ok(Ok(Emit::Done(events)))) => {
@@ -298,4 +318,11 @@ async fn drive<P: Producer>(
             Some(Err(panic)) => return Err(StageError::panicked(&name, panic)),
         }
     }
+}
+
+/// Stops taking subscriptions and lets the producer hand over its last events.
+async fn begin_draining<P: Producer>(p: &mut P, outbox: &mut Outbox<P::Output>) -> Result<(), StageError> {
+    outbox.stop_accepting();
+    let last = p.prepare_for_draining().await;
+    outbox.emit(last)
 }

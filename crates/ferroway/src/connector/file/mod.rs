@@ -101,6 +101,16 @@ pub struct FileMetadata {
     pub offset: u64,
 }
 
+impl crate::pipeline::Origin for FileMetadata {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("path", self.path.display().to_string()),
+            ("line", self.line.to_string()),
+            ("offset", self.offset.to_string()),
+        ]
+    }
+}
+
 /// What a failed acknowledgement does to a [`FileSource`]'s checkpoint, for messages whose
 /// [`OnFailure`](crate::pipeline::OnFailure) is `Default`.
 ///

@@ -586,7 +586,7 @@ impl LineSink for FileSink {
 /// Dead letters of byte-like data, one JSON record per line (see
 /// [`DeadLetterWriter`](crate::connector::DeadLetterWriter) for other data types).
 impl<T: AsRef<[u8]> + Send + 'static> DeadLetterSink<T> for FileSink {
-    fn send(&self, messages: Vec<Message<T>>) -> BoxFuture<'_, Result<(), BoxError>> {
+    fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
         record::send_bytes(self, messages)
     }
 }
@@ -736,8 +736,8 @@ mod tests {
         pipeline.join().await.unwrap();
         let path = dir.join("in.txt");
         let want = format!(
-            "{{\"pipeline\":\"odd\",\"stage\":\"processor\",\"reason\":\"1 is odd\",\"source\":\"{p}:1\",\"data\":\"1\"}}\n\
-             {{\"pipeline\":\"odd\",\"stage\":\"processor\",\"reason\":\"3 is odd\",\"source\":\"{p}:3\",\"data\":\"3\"}}\n",
+            "{{\"pipeline\":\"odd\",\"stage\":\"processor\",\"reason\":\"1 is odd\",\"origin\":{{\"path\":\"{p}\",\"line\":\"1\",\"offset\":\"0\"}},\"data\":\"1\"}}\n\
+             {{\"pipeline\":\"odd\",\"stage\":\"processor\",\"reason\":\"3 is odd\",\"origin\":{{\"path\":\"{p}\",\"line\":\"3\",\"offset\":\"4\"}},\"data\":\"3\"}}\n",
             p = path.display()
         );
         assert_eq!(read(&dir.join("dead.ndjson")), want);

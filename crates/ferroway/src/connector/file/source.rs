@@ -246,7 +246,7 @@ impl Files {
                 }
             };
             if source.config.metadata {
-                m.put_metadata(FileMetadata {
+                m.put_origin(FileMetadata {
                     path: l.path,
                     line: l.line,
                     offset: l.start,

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::resilience::Backoff;
+
 pub use child::{ChildContext, ChildInfo, ChildSpec, ChildState, Restart};
 pub use signal::ShutdownSignal;
 
@@ -134,8 +136,8 @@ pub enum SupervisorError {
 ///     .start()
 ///     .expect("valid spec");
 ///
-/// tokio::time::sleep(Duration::from_millis(10)).await;
-/// assert_eq!(starts.load(Ordering::SeqCst), 2); // failed once, restarted once
+/// tokio::time::sleep(Duration::from_millis(150)).await;
+/// assert_eq!(starts.load(Ordering::SeqCst), 2); // failed once, restarted 100 ms later
 /// handle.shutdown().await.unwrap();
 /// # }
 /// ```
@@ -145,19 +147,37 @@ pub struct Supervisor {
     strategy: Strategy,
     max_restarts: u32,
     period: Duration,
+    restart_backoff: Backoff,
     children: Vec<ChildSpec>,
 }
 
 impl Supervisor {
-    /// A one-for-one supervisor allowing 3 restarts within 5 seconds, with no children.
+    /// A one-for-one supervisor allowing 3 restarts within 5 seconds, waiting 100 ms before
+    /// a restart (doubling with each restart within the period, up to 5 s), with no children.
     pub fn new(name: impl AsRef<str>) -> Self {
         Self {
             name: Arc::from(name.as_ref()),
             strategy: Strategy::OneForOne,
             max_restarts: 3,
             period: Duration::from_secs(5),
+            restart_backoff: Backoff::exponential(Duration::from_millis(100)).cap(Duration::from_secs(5)),
             children: Vec::new(),
         }
+    }
+
+    /// How long to wait before restarting a child: the policy's n-th delay for the n-th
+    /// restart within the intensity period, so a child that fails at once is not restarted
+    /// in a tight loop. A shutdown during the wait cancels the restart.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ferroway::resilience::{Backoff, Supervisor};
+    /// let sup = Supervisor::new("workers").restart_backoff(Backoff::constant(Duration::from_millis(10)));
+    /// # let _ = sup;
+    /// ```
+    pub fn restart_backoff(mut self, policy: Backoff) -> Self {
+        self.restart_backoff = policy;
+        self
     }
 
     /// Sets the restart strategy.

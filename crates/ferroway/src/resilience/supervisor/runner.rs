@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::child::{ChildContext, ChildInfo, ChildSpec, ChildState, Restart};
 use super::signal::ShutdownSignal;
 use super::{Command, Strategy, Supervisor, SupervisorError};
-use crate::resilience::BoxError;
+use crate::resilience::{Backoff, BoxError};
 
 /// How a child's task ended.
 enum Exit {
@@ -80,6 +80,8 @@ struct Child {
     spec: ChildSpec,
     running: Option<Running>,
     restarts: u32,
+    /// Wait this long before the next start (a restart's backoff).
+    delay: Option<Duration>,
 }
 
 pub(super) struct Runner {
@@ -87,6 +89,7 @@ pub(super) struct Runner {
     strategy: Strategy,
     max_restarts: u32,
     period: Duration,
+    restart_backoff: Backoff,
     children: Vec<Child>,
     restart_times: VecDeque<Instant>,
     snapshot: watch::Sender<Vec<ChildInfo>>,
@@ -99,6 +102,7 @@ impl Runner {
             strategy: spec.strategy,
             max_restarts: spec.max_restarts,
             period: spec.period,
+            restart_backoff: spec.restart_backoff,
             children: spec
                 .children
                 .into_iter()
@@ -106,6 +110,7 @@ impl Runner {
                     spec,
                     running: None,
                     restarts: 0,
+                    delay: None,
                 })
                 .collect(),
             restart_times: VecDeque::new(),
@@ -186,6 +191,7 @@ impl Runner {
             spec,
             running: None,
             restarts: 0,
+            delay: None,
         });
         self.start_range(self.children.len() - 1..self.children.len());
         Ok(())
@@ -244,8 +250,10 @@ impl Runner {
                 i += 1;
             }
         }
+        let delay = self.restart_backoff.delays().nth(self.restart_times.len() - 1);
         for child in &mut self.children[affected.start..end] {
             child.restarts += 1;
+            child.delay = delay;
             let cause = if *child.spec.id == *id {
                 exit.to_string()
             } else {
@@ -256,6 +264,7 @@ impl Runner {
                 child = %child.spec.id,
                 reason = %cause,
                 restarts = child.restarts,
+                delay = ?child.delay,
                 "restarting child"
             );
             metrics::counter!(
@@ -283,7 +292,19 @@ impl Runner {
                 shutdown: signal.clone(),
             };
             tracing::debug!(supervisor = %self.name, child = %child.spec.id, "starting child");
-            let handle = tokio::spawn(child.spec.spawn_future(ctx));
+            let handle = match child.delay.take().filter(|d| !d.is_zero()) {
+                None => tokio::spawn(child.spec.spawn_future(ctx)),
+                Some(delay) => {
+                    // The restart begins after the backoff: the factory runs then, not now.
+                    let (spec, stop) = (child.spec.clone(), signal.clone());
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => spec.spawn_future(ctx).await,
+                            () = stop.cancelled() => Ok(()),
+                        }
+                    })
+                }
+            };
             child.running = Some(Running { handle, signal });
         }
     }

@@ -72,8 +72,10 @@ impl<T> Dispatcher<T> {
     /// Splits events over `partitions` partitions by `f`; a `None` from `f` discards the event.
     /// Each subscriber names its partition with
     /// [`SubscribeOptions::partition`](crate::stage::SubscribeOptions::partition).
-    /// Events for a partition without demand wait in that partition's queue, which is bounded
-    /// by the demand the producer was given.
+    /// Events for a partition without demand wait in that partition's queue. The producer is
+    /// asked for more only while the total demand exceeds what waits in the queues, so the
+    /// queues together never hold more than the demand of the partitions that have none
+    /// queued — at most `(partitions - 1) × max_demand` — with any key distribution.
     ///
     /// `partitions` must be at least 1; an index returned by `f` outside `0..partitions` stops
     /// the stage with [`StageError::PartitionOutOfRange`].

@@ -19,6 +19,7 @@ pub(crate) struct PartitionDispatcher<T> {
     parts: Vec<Part<T>>,
     f: PartitionFn<T>,
     total: usize,
+    queued: usize,
     discarded: metrics::Counter,
 }
 
@@ -37,6 +38,7 @@ impl<T> PartitionDispatcher<T> {
             parts,
             f,
             total: 0,
+            queued: 0,
             discarded,
         }
     }
@@ -56,6 +58,7 @@ impl<T> PartitionDispatcher<T> {
                 }
                 Err(chunk) => {
                     // Consumer gone: keep its events for the next subscriber of the partition.
+                    self.queued += chunk.len();
                     for e in chunk.into_iter().rev() {
                         part.queue.push_front(e);
                     }
@@ -67,6 +70,7 @@ impl<T> PartitionDispatcher<T> {
                 }
             }
         }
+        self.queued += events.len();
         part.queue.extend(events);
     }
 }
@@ -117,13 +121,19 @@ impl<T: Send> Dispatch<T> for PartitionDispatcher<T> {
         part.demand += n;
         self.total += n;
         if served > 0 {
+            self.queued -= served;
             let queued: Vec<T> = part.queue.drain(..served).collect();
             self.deliver(p, queued);
         }
     }
 
+    /// Demand that events can still meet without piling up: total demand less what already
+    /// waits in partition queues. A partition with a queue has no demand, so every queued
+    /// event was emitted against another partition's demand; stopping there bounds the
+    /// queues by the demand of the partitions without one, whatever the key distribution
+    /// (one hot key, skew, a single partition).
     fn available(&self) -> usize {
-        self.total
+        self.total.saturating_sub(self.queued)
     }
 
     fn dispatch(&mut self, events: Vec<T>) -> Result<Vec<T>, StageError> {
@@ -160,6 +170,6 @@ impl<T: Send> Dispatch<T> for PartitionDispatcher<T> {
     }
 
     fn queued(&self) -> usize {
-        self.parts.iter().map(|p| p.queue.len()).sum()
+        self.queued
     }
 }

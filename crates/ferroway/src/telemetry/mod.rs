@@ -13,6 +13,7 @@
 //! | `ferroway_pipeline_messages_handled_total` | counter | `pipeline`, `stage` | messages through `handle_message` |
 //! | `ferroway_pipeline_messages_acked_total` | counter | `pipeline`, `outcome` | acknowledged messages, `successful` or `failed` |
 //! | `ferroway_pipeline_dead_lettered_total` | counter | `pipeline` | messages taken by the dead-letter sink |
+//! | `ferroway_pipeline_unavailable_total` | counter | `pipeline` | attempts that found a destination unavailable (retried, never failed) |
 //! | `ferroway_pipeline_in_flight` | gauge | `pipeline` | emitted, not yet acknowledged |
 //! | `ferroway_pipeline_handler_seconds` | histogram | `pipeline`, `stage` | handler time per group (processor) or batch |
 //! | `ferroway_pipeline_batch_size` | histogram | `pipeline`, `stage` | messages per batch |
@@ -34,6 +35,10 @@
 //! Spans: `ferroway.processor` and `ferroway.batch_processor` (fields `pipeline`, `stage`)
 //! around each group of messages and each batch.
 
+mod throttle;
+
+pub use throttle::LogThrottle;
+
 /// Events dropped by a full producer buffer (counter; label `stage`).
 pub const STAGE_BUFFER_DROPPED: &str = "ferroway_stage_buffer_dropped_total";
 /// Events a partition function sent nowhere (counter; label `stage`).
@@ -48,6 +53,9 @@ pub const PIPELINE_HANDLED: &str = "ferroway_pipeline_messages_handled_total";
 pub const PIPELINE_ACKED: &str = "ferroway_pipeline_messages_acked_total";
 /// Messages sent to the dead-letter sink (counter; label `pipeline`).
 pub const PIPELINE_DEAD_LETTERED: &str = "ferroway_pipeline_dead_lettered_total";
+/// Attempts of a handler or the dead-letter sink that found the destination unavailable;
+/// each is retried after a backoff, never failed (counter; label `pipeline`).
+pub const PIPELINE_UNAVAILABLE: &str = "ferroway_pipeline_unavailable_total";
 /// Messages emitted and not yet acknowledged (gauge; label `pipeline`).
 pub const PIPELINE_IN_FLIGHT: &str = "ferroway_pipeline_in_flight";
 /// Time spent in the handler per group of messages or batch (histogram, seconds; labels
