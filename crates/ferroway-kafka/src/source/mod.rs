@@ -72,7 +72,7 @@ impl KafkaSourceFactory {
 }
 
 /// A Kafka consumer-group member as a pipeline producer of `Message<Vec<u8>>` (the record's
-/// payload; a null payload is empty), each carrying [`KafkaMetadata`].
+/// payload; a null payload is empty), each carrying [`KafkaMetadata`](crate::KafkaMetadata).
 ///
 /// Offsets are committed only up to the first message of each partition that is not yet
 /// acknowledged (a [`Watermark`](ferroway::pipeline::Watermark) per partition), every
