@@ -14,6 +14,7 @@ const WORKLOADS: &[&str] = &[
     "stage",
     "pipeline",
     "pipeline-partitioned",
+    "pipeline-skewed",
     "redis",
     "redis-sink",
     "file",
@@ -44,8 +45,9 @@ fn main() -> ExitCode {
         eprintln!("running {w} ...");
         let reports = match w {
             "stage" => rt.block_on(stage::run()),
-            "pipeline" => vec![rt.block_on(pipeline::run(false))],
-            "pipeline-partitioned" => vec![rt.block_on(pipeline::run(true))],
+            "pipeline" => vec![rt.block_on(pipeline::run(pipeline::Shape::Plain))],
+            "pipeline-partitioned" => vec![rt.block_on(pipeline::run(pipeline::Shape::Partitioned))],
+            "pipeline-skewed" => vec![rt.block_on(pipeline::run(pipeline::Shape::Skewed))],
             "redis" => vec![rt.block_on(redis::run(false))],
             "redis-sink" => vec![rt.block_on(redis::run(true))],
             "file" => vec![rt.block_on(file::run())],

@@ -199,6 +199,81 @@ async fn memory_is_bounded_by_demand_not_by_stream_length() {
     p.stop().await.unwrap();
 }
 
+/// Peak of `in_flight` over `rounds` samples 7 ms apart.
+async fn peak_in_flight(p: &Pipeline<u64>, rounds: usize) -> u64 {
+    let mut peak = 0;
+    for _ in 0..rounds {
+        tokio::time::sleep(Duration::from_millis(7)).await;
+        peak = peak.max(p.in_flight());
+    }
+    peak
+}
+
+#[tokio::test(start_paused = true)]
+async fn partition_by_with_one_hot_key_stays_within_the_documented_bound() {
+    let f = Fixture::new();
+    let h = Slow {
+        delay: Duration::from_millis(1),
+        ..Default::default()
+    };
+    // Every message on one lane: the other lane's demand must not keep the producer emitting.
+    let p = Pipeline::builder("one-key", h)
+        .producer(f.producer())
+        .processors(Processors::new().concurrency(2).max_demand(20))
+        .partition_by(|_| 7)
+        .shutdown_timeout(Duration::from_secs(5))
+        .start()
+        .await
+        .unwrap();
+    let peak = peak_in_flight(&p, 200).await;
+    // producer_concurrency x (2 x processors - 1) x max_demand
+    let bound = 3 * 20;
+    assert!(f.count.ok.load(Ordering::SeqCst) > 500, "the hot lane made progress");
+    assert!(peak <= bound, "in flight peaked at {peak}, bound {bound}");
+    let emitted_at_stop = f.emitted.load(Ordering::SeqCst);
+    p.stop().await.unwrap();
+    assert!(
+        f.emitted.load(Ordering::SeqCst) <= emitted_at_stop + bound,
+        "the drain does not keep pulling"
+    );
+    assert_eq!(f.count.ok.load(Ordering::SeqCst), f.emitted.load(Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn partition_by_with_a_skewed_key_and_batchers_stays_within_the_documented_bound() {
+    let f = Fixture::new();
+    let h = Slow {
+        delay: Duration::from_millis(1),
+        ..Default::default()
+    };
+    // 9 in 10 messages on one key, the rest over 15 others; two producers.
+    let p = Pipeline::builder("skewed", h.clone())
+        .producer(f.producer())
+        .producer_concurrency(2)
+        .processors(Processors::new().concurrency(3).max_demand(10))
+        .batcher(
+            Batcher::new("b")
+                .batch_size(10)
+                .batch_timeout(Duration::from_millis(20))
+                .max_demand(30)
+                .concurrency(2),
+        )
+        .partition_by(|m| if m.data() % 10 != 0 { 0 } else { 1 + m.data() % 15 })
+        .shutdown_timeout(Duration::from_secs(5))
+        .start()
+        .await
+        .unwrap();
+    let peak = peak_in_flight(&p, 200).await;
+    // Before the batchers: producers x (2 x processors - 1) x max_demand. The batcher: what
+    // it takes from each processor (processors x max_demand), two batches in hand per batch
+    // processor and, queued for busy ones, at most (concurrency - 1) x 2 more.
+    let bound = 2 * (2 * 3 - 1) * 10 + 3 * 30 + (2 * 2 + 2) * 10;
+    assert!(h.batched.load(Ordering::SeqCst) > 500, "the pipeline made progress");
+    assert!(peak <= bound as u64, "in flight peaked at {peak}, bound {bound}");
+    p.stop().await.unwrap();
+    assert_eq!(f.count.ok.load(Ordering::SeqCst), f.emitted.load(Ordering::SeqCst));
+}
+
 #[tokio::test(start_paused = true)]
 async fn rate_limit_is_shared_by_all_producers() {
     let f = Fixture::new();

@@ -120,6 +120,11 @@ impl<H: Handler, P> PipelineBuilder<H, P> {
     /// A slow key slows its own lane: its processor stops taking messages once its demand is
     /// used up, and the producer holds back messages for that lane while other lanes go on —
     /// as far as the producers' demand allows, after which the whole pipeline waits for it.
+    ///
+    /// Memory stays bounded by configuration whatever the key distribution — one hot key,
+    /// skew, a single Kafka partition: before the batchers at most `producer_concurrency ×
+    /// (2 × processors − 1) × processors.max_demand` messages are in flight (each lane's
+    /// demand, plus what waits for a busy lane, which never exceeds the other lanes' demand).
     pub fn partition_by(mut self, key: impl Fn(&Message<H::Data>) -> u64 + Send + Sync + 'static) -> Self {
         self.partition_by = Some(Arc::new(key));
         self

@@ -113,23 +113,27 @@ impl<H: Handler> Shared<H> {
         let (mut letters, requeued): (Vec<_>, Vec<_>) = std::mem::take(failed)
             .into_iter()
             .partition(|m| m.on_failure() != OnFailure::Requeue);
+        // Requeued at once: they need not wait for the dead-letter sink.
+        let mut back = AckGroups::default();
+        self.add_failed(&mut back, requeued);
+        back.send(Some(&self.ackers));
         let stored = match &self.dead_letter {
             Some(sink) if !letters.is_empty() => self.dead_letter(stage, sink.as_ref(), &mut letters).await,
             _ => false,
         };
-        let (ok, mut not) = (Vec::new(), requeued);
-        let ok = if stored {
-            letters
+        if stored {
+            self.acked_ok.increment(letters.len() as u64);
+            for m in letters {
+                groups.add(m.ack, None);
+            }
         } else {
-            not.extend(letters);
-            ok
-        };
-        self.acked_ok.increment(ok.len() as u64);
-        self.acked_failed.increment(not.len() as u64);
-        for m in ok {
-            groups.add(m.ack, None);
+            self.add_failed(groups, letters);
         }
-        for m in not {
+    }
+
+    fn add_failed(&self, groups: &mut AckGroups, messages: Vec<Message<H::Data>>) {
+        self.acked_failed.increment(messages.len() as u64);
+        for m in messages {
             let failure = (m.failure_arc().unwrap_or_else(|| "failed".into()), m.on_failure());
             groups.add(m.ack, Some(failure));
         }
