@@ -23,6 +23,10 @@ pub(crate) struct PartitionOffsets {
     last_committed: i64,
     /// Set while a revoke is draining this partition.
     pub(crate) revoking: bool,
+    /// Failed messages held below the commit ([`OnFailed::Hold`](crate::OnFailed::Hold)):
+    /// never completed, so the watermark counts them, but nothing more will happen to them
+    /// until the partition is delivered again — a drain must not wait for them.
+    held: usize,
 }
 
 impl PartitionOffsets {
@@ -32,9 +36,9 @@ impl PartitionOffsets {
         (c > self.last_committed).then_some(c)
     }
 
-    /// Messages emitted and not yet done.
+    /// Messages emitted and not yet acknowledged (held failures are acknowledged).
     pub(crate) fn in_flight(&self) -> usize {
-        self.watermark.as_ref().map_or(0, Watermark::in_flight)
+        self.watermark.as_ref().map_or(0, Watermark::in_flight) - self.held
     }
 }
 
@@ -75,6 +79,7 @@ impl OffsetBook {
                 watermark: None,
                 last_committed: -1,
                 revoking: false,
+                held: 0,
             },
         );
         slot
@@ -122,6 +127,19 @@ impl OffsetBook {
     pub(crate) fn complete(&mut self, slot: u64, offset: i64) -> bool {
         match self.slots.get_mut(&slot).and_then(|p| p.watermark.as_mut()) {
             Some(w) => w.complete(offset as u64),
+            None => false,
+        }
+    }
+
+    /// Holds a failed message below the commit: it stays incomplete, so the partition's
+    /// commit never passes it, but it no longer counts as in flight (each message is
+    /// acknowledged once, so it was). Returns false if its slot is gone.
+    pub(crate) fn hold(&mut self, slot: u64) -> bool {
+        match self.slots.get_mut(&slot).filter(|p| p.watermark.is_some()) {
+            Some(p) => {
+                p.held += 1;
+                true
+            }
             None => false,
         }
     }
@@ -236,6 +254,22 @@ mod tests {
         b.complete(s, 14);
         assert!(b.idle(&[s]));
         assert_eq!(b.take_commits(Some(&[s]))[0].offset, 15);
+    }
+
+    #[test]
+    fn a_held_failure_blocks_the_commit_but_is_not_in_flight() {
+        let mut b = OffsetBook::default();
+        let s = b.assign("t", 0);
+        for o in 0..3 {
+            b.track(s, o);
+        }
+        b.complete(s, 0);
+        assert!(b.hold(s));
+        b.complete(s, 2);
+        assert_eq!(b.in_flight(), 0, "a held message is not waited for");
+        assert!(b.idle(&[s]));
+        assert_eq!(b.take_commits(None)[0].offset, 1, "the commit stays below it");
+        assert!(!b.hold(99), "unknown slot");
     }
 
     #[test]

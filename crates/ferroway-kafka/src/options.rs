@@ -425,6 +425,11 @@ pub enum OnFailed {
     /// member owns the partition, so after a restart or rebalance it is delivered again (and
     /// everything after it). Logged at `WARN`, counted with `action="held"`. Use it with a
     /// dead-letter sink when a message must never be skipped, even if the sink is down.
+    ///
+    /// A held message is not in flight: a graceful stop (or a revoke) does not wait for it.
+    /// The final commit stops just below the first held offset, so the next member to read
+    /// the partition — this process restarted, or another one — gets it again, with the
+    /// messages after it that were already processed (at-least-once).
     Hold,
 }
 

@@ -442,3 +442,66 @@ async fn two_members_split_partitions_and_the_survivor_takes_over_without_loss()
     assert!(dup.is_empty(), "{} messages seen by both members: {dup:?}", dup.len());
     eprintln!("member a partitions {pa_parts:?}, member b partitions {pb_parts:?}, {produced} messages");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_held_failures_returns_promptly_and_they_are_delivered_again() {
+    let topic = unique("held");
+    let group = unique("held-g");
+    create_topic(&topic, 1).await;
+    produce(&topic, 1, (0..10).map(|i| i.to_string())).await;
+    // Default options (close_timeout 30 s, the pipeline's shutdown timeout 30 s): a held
+    // failure used to count as in flight, so the stop waited for both and timed out.
+    let opts =
+        || ferroway_kafka::KafkaSourceOptions::new(conn(), group.clone(), [topic.clone()]).on_failed(OnFailed::Hold);
+
+    let (mut handler, mut rx) = Collect::new();
+    handler.fail = vec!["3".into()];
+    let source = KafkaSource::factory(opts()).unwrap();
+    let f = source.clone();
+    let p = Pipeline::builder("held", handler)
+        .producer(move || f.create())
+        .start()
+        .await
+        .unwrap();
+    let mut seen = HashMap::new();
+    eventually(60, "all 10 handled", || {
+        drain(&mut rx, &mut seen);
+        seen.len() == 10
+    })
+    .await;
+    let started = std::time::Instant::now();
+    p.stop().await.expect("a stop with a held failure completes");
+    source.closed().await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "the stop waited for the held message: {took:?} (close_timeout is 30 s)"
+    );
+    assert_eq!(
+        committed(&group, &topic, 1),
+        vec![3],
+        "the commit stays below the held message"
+    );
+
+    // The held message, and what followed it, are delivered again.
+    let (handler, mut rx) = Collect::new();
+    let source = KafkaSource::factory(opts()).unwrap();
+    let f = source.clone();
+    let p = Pipeline::builder("held-again", handler)
+        .producer(move || f.create())
+        .start()
+        .await
+        .unwrap();
+    let mut again = HashMap::new();
+    eventually(60, "3..=9 delivered again", || {
+        drain(&mut rx, &mut again);
+        again.len() == 7
+    })
+    .await;
+    p.stop().await.unwrap();
+    source.closed().await;
+    let mut keys: Vec<i32> = again.keys().map(|k| k.parse().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, (3..10).collect::<Vec<_>>());
+    assert_eq!(committed(&group, &topic, 1), vec![10]);
+}

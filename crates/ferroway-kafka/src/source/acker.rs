@@ -43,7 +43,9 @@ impl Acknowledger for SourceAcker {
                     continue;
                 };
                 let (topic, partition) = (p.topic.clone(), p.partition);
-                if !hold {
+                if hold {
+                    s.book.hold(slot);
+                } else {
                     s.book.complete(slot, offset as i64);
                 }
                 failures.push((topic, partition, offset, f.reason.clone(), hold));
