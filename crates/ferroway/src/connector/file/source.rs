@@ -161,6 +161,11 @@ impl Files {
                 return Ok(self.emit(source, raw));
             }
         }
+        for f in self.open.iter().filter(|f| f.finished) {
+            debug!(source = %source.config.name, path = %f.path.display(), "rotated file read to its end");
+            source.checkpoints.retire(f.slot);
+        }
+        self.open.retain(|f| !f.finished);
         let n = self.open.len();
         for k in 0..n {
             let i = (self.next + k) % n;
@@ -168,7 +173,20 @@ impl Files {
             if f.orphan {
                 continue;
             }
+            // A file rewritten in place must not be read on from the old offset: that gives a
+            // torn line and then the new content's tail. Check before reading, and again after
+            // (a rewrite between the two voids what was read).
+            if f.replaced_in_place(&source.checkpoints)? {
+                self.truncated.increment(1);
+                info!(source = %source.config.name, path = %f.path.display(), "file truncated or rewritten; reading from its start");
+            }
             f.read(&source.checkpoints, want, false, &mut raw)?;
+            if !raw.is_empty() && f.replaced_in_place(&source.checkpoints)? {
+                raw.clear();
+                self.truncated.increment(1);
+                info!(source = %source.config.name, path = %f.path.display(), "file rewritten while read; reading from its start");
+                f.read(&source.checkpoints, want, false, &mut raw)?;
+            }
             if !raw.is_empty() {
                 self.next = i + 1;
                 return Ok(self.emit(source, raw));
@@ -178,20 +196,9 @@ impl Files {
         Ok(Step::Idle)
     }
 
-    /// Following, with nothing to read: notice truncation, rotation and new files.
+    /// Following, with nothing to read: notice rotation and new files.
     fn maintain<F>(&mut self, source: &FileSource<F>) -> Result<(), FileError> {
         let ck = &source.checkpoints;
-        for f in self.open.iter_mut().filter(|f| f.finished) {
-            debug!(source = %source.config.name, path = %f.path.display(), "rotated file read to its end");
-            ck.retire(f.slot);
-        }
-        self.open.retain(|f| !f.finished);
-        for f in &mut self.open {
-            if f.replaced_in_place(ck)? {
-                self.truncated.increment(1);
-                info!(source = %source.config.name, path = %f.path.display(), "file truncated; reading from its start");
-            }
-        }
         let found = source.config.input.discover()?;
         for f in &mut self.open {
             let at = found.iter().find(|x| x.dev == f.dev && x.ino == f.ino);
