@@ -116,6 +116,8 @@ impl Handler for Shop {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let total: u64 = std::env::args()
         .nth(1)
         .map(|a| a.parse())
@@ -178,7 +180,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     });
-    pipeline.join().await?;
+    // Until the orders are done, or Ctrl-C drains early.
+    pipeline.run_until(ferroway::shutdown_signal()).await?;
     progress.abort();
     let elapsed = started.elapsed();
     let dead_lettered = dead.await?;

@@ -7,6 +7,7 @@
 //! ```
 //!
 //! Shows a live one-line progress display on a terminal (plain lines otherwise) and a summary.
+//! Logs go to stderr (`RUST_LOG=debug` for more); Ctrl-C drains and stops early.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -127,6 +128,8 @@ fn progress_line(source: &FileSource<ferroway::connector::Ndjson>, c: &Counts, s
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let n: u64 = match std::env::args().nth(1) {
         Some(a) => a.parse().map_err(|e| format!("EVENTS must be a number: {e}"))?,
         None => 500_000,
@@ -194,8 +197,9 @@ async fn main() -> Result<(), BoxError> {
             }
         }
     });
-    // Once drained, the pipeline flushes the source's acknowledger: the checkpoint is written.
-    pipeline.join().await?;
+    // Runs until the file is done (or Ctrl-C drains it early). Once drained, the pipeline
+    // flushes the source's acknowledger: the checkpoint is written.
+    pipeline.run_until(ferroway::shutdown_signal()).await?;
     display.abort();
     let elapsed = started.elapsed();
     if tty {
@@ -228,3 +232,4 @@ async fn main() -> Result<(), BoxError> {
     println!("  a second run reads {rest} lines (resumes from the checkpoint)");
     Ok(())
 }
+

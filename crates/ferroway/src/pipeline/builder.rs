@@ -432,6 +432,14 @@ where
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        tracing::info!(
+            pipeline = %name,
+            producers = self.producer_concurrency,
+            processors = self.processors.concurrency,
+            batchers = ?batcher_names,
+            partitioned = self.partition_by.is_some(),
+            "pipeline started"
+        );
         Ok(Pipeline {
             name,
             in_flight: shared.in_flight.clone(),

@@ -104,6 +104,7 @@ impl DrainClock {
 /// Starts draining a pipeline; see [`Pipeline::drainer`].
 #[derive(Debug, Clone)]
 pub struct Drainer {
+    pipeline: Arc<str>,
     supervisor: SupervisorHandle,
     clock: Arc<DrainClock>,
 }
@@ -113,6 +114,7 @@ impl Drainer {
     /// [`Pipeline::join`] returns within the shutdown timeout.
     pub fn drain(&self) {
         if self.clock.start() {
+            tracing::info!(pipeline = %self.pipeline, "draining: producers stop, in-flight messages finish");
             let sup = self.supervisor.clone();
             tokio::spawn(async move {
                 let _ = sup.shutdown().await;
@@ -202,6 +204,7 @@ impl<T: Send + 'static> Pipeline<T> {
     /// ```
     pub fn drainer(&self) -> Drainer {
         Drainer {
+            pipeline: self.name.clone(),
             supervisor: self.supervisor.clone(),
             clock: self.clock.clone(),
         }
@@ -217,7 +220,7 @@ impl<T: Send + 'static> Pipeline<T> {
         let (timeout, clock) = (self.shutdown_timeout, self.clock.clone());
         let in_flight = self.in_flight.clone();
         let aborts: Vec<_> = self.tasks.iter().map(StageTask::abort_handle).collect();
-        tokio::select! {
+        let result = tokio::select! {
             r = self.finish() => r,
             // Producers have the same timeout in the supervisor, which aborts them then.
             _ = clock.expired(timeout) => {
@@ -225,12 +228,17 @@ impl<T: Send + 'static> Pipeline<T> {
                     a.abort();
                 }
                 Err(PipelineError::ShutdownTimeout {
-                    pipeline: name,
+                    pipeline: name.clone(),
                     timeout,
                     unacked: in_flight.load(Ordering::Relaxed).max(0) as u64,
                 })
             }
+        };
+        match &result {
+            Ok(()) => tracing::info!(pipeline = %name, "pipeline stopped"),
+            Err(e) => tracing::error!(pipeline = %name, error = %crate::error::Chain(e), "pipeline failed"),
         }
+        result
     }
 
     /// Waits for every stage, then for the producers' supervisor and the acknowledgers.
