@@ -11,6 +11,7 @@ use super::buffer::{Buffer, BufferKeep};
 use super::dispatcher::{Dispatch, Dispatcher};
 use super::subscription::{EndReason, ProducerMsg};
 use crate::error::{StageError, SubscribeError};
+use crate::telemetry::LogThrottle;
 
 pub(crate) struct Outbox<T> {
     pub(crate) name: Arc<str>,
@@ -18,6 +19,7 @@ pub(crate) struct Outbox<T> {
     buffer: Buffer<T>,
     accepting: bool,
     dropped: metrics::Counter,
+    drop_log: LogThrottle,
 }
 
 /// What the stage loop should do after a mailbox message.
@@ -36,6 +38,7 @@ impl<T: Send + 'static> Outbox<T> {
             name,
             accepting: true,
             dropped,
+            drop_log: LogThrottle::new(std::time::Duration::from_secs(5)),
         }
     }
 
@@ -111,7 +114,9 @@ impl<T: Send + 'static> Outbox<T> {
             let dropped = self.buffer.push_back(left);
             if dropped > 0 {
                 self.dropped.increment(dropped as u64);
-                warn!(stage = %self.name, dropped, "producer buffer full; events dropped");
+                if let Some(suppressed) = self.drop_log.allow() {
+                    warn!(stage = %self.name, dropped, suppressed, "producer buffer full; events dropped");
+                }
             }
             self.flush()?;
         }
