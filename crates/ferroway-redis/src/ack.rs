@@ -19,9 +19,12 @@ use crate::in_flight::InFlight;
 use crate::options::{OnFailed, SourceOptions};
 
 pub(crate) enum AckCmd {
+    /// `XACK` `ids`; `done` messages (those and failed ones left pending) stop being in flight
+    /// once that is sent.
     Ack {
         stream: usize,
         ids: Vec<StreamId>,
+        done: usize,
     },
     /// Answered once every earlier acknowledgement is sent.
     Flush(oneshot::Sender<()>),
@@ -32,7 +35,6 @@ pub(crate) struct StreamAcker {
     pub(crate) stream: usize,
     pub(crate) tx: mpsc::UnboundedSender<AckCmd>,
     pub(crate) on_failed: OnFailed,
-    pub(crate) in_flight: Arc<InFlight>,
     pub(crate) left_pending: metrics::Counter,
 }
 
@@ -56,19 +58,17 @@ impl Acknowledger for StreamAcker {
         if kept > 0 {
             self.left_pending.increment(kept);
         }
-        if !ids.is_empty()
-            && self
-                .tx
-                .send(AckCmd::Ack {
-                    stream: self.stream,
-                    ids,
-                })
-                .is_err()
+        if self
+            .tx
+            .send(AckCmd::Ack {
+                stream: self.stream,
+                ids,
+                done,
+            })
+            .is_err()
         {
             warn!("Redis acknowledger stopped; entries stay pending and will be delivered again");
         }
-        // After the send: whoever sees nothing in flight finds every acknowledgement queued.
-        self.in_flight.done(done);
     }
 
     fn flush(&self) -> BoxFuture<'_, ()> {
@@ -86,6 +86,8 @@ impl Acknowledger for StreamAcker {
 pub(crate) struct AckTask {
     pub(crate) opts: Arc<SourceOptions>,
     pub(crate) link: Link,
+    /// Counted down here, once acknowledgements are sent: nothing in flight means nothing
+    /// left to `XACK` either, so the pending list is final.
     pub(crate) in_flight: Arc<InFlight>,
     /// Set when the source began draining: it reads no more.
     pub(crate) draining: Arc<AtomicBool>,
@@ -105,31 +107,45 @@ impl AckTask {
             .collect();
         let throttle = LogThrottle::new(Duration::from_secs(10));
         let mut left = false;
+        let mut gave_up = false;
         while let Some(first) = rx.recv().await {
             let mut ids: Vec<Vec<StreamId>> = vec![Vec::new(); streams.len()];
+            let mut done = 0;
             let mut flushes = Vec::new();
             let mut take = |cmd: AckCmd| match cmd {
-                AckCmd::Ack { stream, ids: more } => ids[stream].extend(more),
-                AckCmd::Flush(done) => flushes.push(done),
+                AckCmd::Ack {
+                    stream,
+                    ids: more,
+                    done: n,
+                } => {
+                    ids[stream].extend(more);
+                    done += n;
+                }
+                AckCmd::Flush(reply) => flushes.push(reply),
             };
             take(first);
-            // Nothing in flight now means every acknowledgement is queued: the loop below
-            // takes them all, so leaving after sending them finds the pending list final.
-            let idle = self.draining.load(Ordering::Acquire) && self.in_flight.get() == 0;
             while let Ok(cmd) = rx.try_recv() {
                 take(cmd);
             }
-            if ids.iter().any(|v| !v.is_empty()) && !self.send(&ids, &throttle).await {
-                return;
+            if !gave_up && ids.iter().any(|v| !v.is_empty()) {
+                gave_up = !self.send(&ids, &throttle).await;
+                if !gave_up {
+                    for (i, v) in ids.iter().enumerate() {
+                        acked[i].increment(v.len() as u64);
+                    }
+                }
             }
-            for (i, v) in ids.iter().enumerate() {
-                acked[i].increment(v.len() as u64);
-            }
-            if !flushes.is_empty() && idle && !left {
+            self.in_flight.done(done);
+            if !flushes.is_empty()
+                && !gave_up
+                && !left
+                && self.draining.load(Ordering::Acquire)
+                && self.in_flight.get() == 0
+            {
                 left = self.leave().await;
             }
-            for done in flushes {
-                let _ = done.send(());
+            for reply in flushes {
+                let _ = reply.send(());
             }
         }
         self.link.close();

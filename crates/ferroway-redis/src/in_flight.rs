@@ -1,8 +1,9 @@
-//! How many entries a consumer has handed to pipelines and not yet seen acknowledged.
+//! How many entries a consumer has handed to pipelines and not yet settled: `XACK`ed, or left
+//! pending after a failure.
 //!
-//! A redelivered entry is read only when this is zero (so it is handled alone, and nothing
-//! still in flight can be read again from the pending list), and the consumer leaves its group
-//! at a clean stop only when it is zero. One count per consumer name in a process: a producer
+//! A redelivered entry is read only when this is zero — so it is handled alone, and nothing
+//! in flight or acknowledged but not yet `XACK`ed can be read again from the pending list —
+//! and the consumer leaves its group at a clean stop only when it is zero. One count per consumer name in a process: a producer
 //! restarted by its pipeline, or two sources given the same name, are the same Redis consumer
 //! and must see each other's entries.
 

@@ -148,7 +148,6 @@ impl RedisSource {
                     stream,
                     tx: ack_tx.clone(),
                     on_failed: opts.on_failed,
-                    in_flight: in_flight.clone(),
                     left_pending: left_pending.clone(),
                 }) as Arc<dyn Acknowledger>
             })
@@ -266,7 +265,11 @@ impl RedisSource {
             }
             if !gone.is_empty() {
                 debug!(stream = %self.opts.streams[stream], count = gone.len(), "acknowledging entries deleted while pending");
-                let _ = self.ack_tx.send(AckCmd::Ack { stream, ids: gone });
+                let _ = self.ack_tx.send(AckCmd::Ack {
+                    stream,
+                    ids: gone,
+                    done: 0,
+                });
             }
             self.read_total[stream].increment((out.len() - before) as u64);
         }

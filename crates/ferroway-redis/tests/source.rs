@@ -3,9 +3,13 @@
 mod support;
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ferroway::pipeline::{Message, Pipeline, Processors};
+use ferroway::BoxError;
+use ferroway::pipeline::{Handler, Message, Pipeline, Processors};
+use ferroway::stage::{Emit, Producer};
 use ferroway_redis::{ClaimOptions, Entry, OnFailed, RedisSource, SourceOptions, StartId};
 use support::{Record, delete, group_read_as, pending_count, redis, unique, url, xadd_n};
 use tokio::sync::mpsc;
@@ -275,4 +279,187 @@ async fn options_are_validated_and_secrets_never_shown() {
     assert_eq!(e.to_string(), "invalid option `max_count`: must be at least 1");
     let e = SourceOptions::new("nope://x:pw@h", "g", ["s"]).validate().unwrap_err();
     assert!(!e.to_string().contains("pw@"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claimed_entries_of_a_dead_consumer_are_each_processed_exactly_once() {
+    let mut c = redis().await;
+    let stream = unique("claim-once");
+    xadd_n(&mut c, &stream, 0, 200).await;
+    group_read_as(&mut c, &stream, "g", "dead", None).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let rec = Record::default();
+    let o = opts("g", &stream, "alive").claim(ClaimOptions {
+        min_idle: Duration::from_millis(200),
+        interval: Duration::from_millis(100),
+        max_deliveries: 5,
+    });
+    let p = Pipeline::builder("claim-once", rec.clone())
+        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .processors(Processors::new().concurrency(2))
+        .start()
+        .await
+        .unwrap();
+    wait_for(|| rec.numbers().len() >= 200).await;
+    // Several more claim rounds and reads: an entry emitted twice would show now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    p.stop().await.unwrap();
+    let mut got = rec.numbers();
+    got.sort_unstable();
+    let twice = got.windows(2).filter(|w| w[0] == w[1]).count();
+    assert_eq!(twice, 0, "{twice} claimed entries were processed twice");
+    assert_eq!(got, (0..200).collect::<Vec<_>>());
+    assert!(rec.seen.lock().unwrap().iter().all(|(_, md)| md.delivery_count == 2));
+    assert_eq!(pending_count(&mut c, &stream, "g").await, 0);
+    delete(&mut c, &[&stream]).await;
+}
+
+/// Holds every message until released.
+#[derive(Clone, Default)]
+struct Held {
+    rec: Record,
+    released: Arc<AtomicBool>,
+}
+
+impl Handler for Held {
+    type Data = Entry;
+    async fn handle_message(&self, m: &mut Message<Entry>) -> Result<(), BoxError> {
+        self.rec.handle_message(m).await?;
+        while !self.released.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_in_flight_is_not_read_again_by_a_source_with_the_same_consumer_name() {
+    // What a producer restarted by its pipeline sees: the entries of the source it replaces
+    // are still in flight, in the pending list of the same consumer.
+    let mut c = redis().await;
+    let stream = unique("same-name");
+    xadd_n(&mut c, &stream, 0, 20).await;
+    let held = Held::default();
+    let o = opts("g", &stream, "same");
+    let first = o.clone();
+    let p = Pipeline::builder("same-name", held.clone())
+        .producer(move || RedisSource::new(first.clone()).unwrap())
+        .processors(Processors::new().concurrency(2).max_demand(10))
+        .start()
+        .await
+        .unwrap();
+    wait_for(|| held.rec.numbers().len() >= 2).await;
+    let mut second = RedisSource::new(o).unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(1), second.handle_demand(100)).await;
+    if let Ok(emitted) = read {
+        let (Emit::Events(events) | Emit::Done(events)) = emitted.unwrap();
+        let ns: Vec<u64> = events.iter().map(|m| support::n_of(m.data())).collect();
+        panic!("entries in flight were read again: {ns:?}");
+    }
+    held.released.store(true, Ordering::Release);
+    wait_for(|| held.rec.numbers().len() >= 20).await;
+    for _ in 0..200 {
+        if pending_count(&mut c, &stream, "g").await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let read = tokio::time::timeout(Duration::from_secs(1), second.handle_demand(100)).await;
+    assert!(read.is_err(), "nothing new was added, so nothing is read");
+    drop(second);
+    p.stop().await.unwrap();
+    let mut got = held.rec.numbers();
+    got.sort_unstable();
+    assert_eq!(got, (0..20).collect::<Vec<_>>());
+    delete(&mut c, &[&stream]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_source_with_default_options_keeps_its_connection() {
+    let mut c = redis().await;
+    let stream = unique("idle");
+    let consumer = format!("idle-{:08x}", fastrand::u32(..));
+    let o = SourceOptions::new(url(), "g", [&stream]).consumer(&consumer);
+    let rec = Record::default();
+    let p = Pipeline::builder("idle", rec.clone())
+        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .start()
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    for _ in 0..200 {
+        first = support::client_ids(&mut c, &consumer).await;
+        if !first.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(first.len(), 1, "one read connection: {first:?}");
+    // Ten idle reads of the default BLOCK (1 s): none may take the connection down.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let now = support::client_ids(&mut c, &consumer).await;
+    assert_eq!(now, first, "the read connection was replaced: reconnections while idle");
+    // And it still reads.
+    xadd_n(&mut c, &stream, 0, 10).await;
+    wait_for(|| rec.numbers().len() >= 10).await;
+    p.stop().await.unwrap();
+    delete(&mut c, &[&stream]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_with_default_options_leaves_nothing_pending_while_entries_keep_coming() {
+    let mut c = redis().await;
+    let stream = unique("stop");
+    let consumer = format!("stopper-{:08x}", fastrand::u32(..));
+    let rec = Record::default();
+    let writing = Arc::new(AtomicBool::new(true));
+    let added = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn({
+        let (stream, writing, added) = (stream.clone(), writing.clone(), added.clone());
+        async move {
+            let mut c = redis().await;
+            let mut n = 0;
+            while writing.load(Ordering::Acquire) {
+                xadd_n(&mut c, &stream, n, n + 20).await;
+                n += 20;
+                added.store(n, Ordering::Release);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    for round in 0..5 {
+        let o = SourceOptions::new(url(), "g", [&stream]).consumer(&consumer);
+        let p = Pipeline::builder("stop", rec.clone())
+            .producer(move || RedisSource::new(o.clone()).unwrap())
+            .processors(Processors::new().concurrency(2))
+            .start()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(300..1_500))).await;
+        p.stop().await.unwrap();
+        let left = support::consumer_pending(&mut c, &stream, "g", &consumer).await;
+        assert_eq!(
+            left, 0,
+            "round {round}: {left} entries left pending after stop() returned"
+        );
+        assert_eq!(pending_count(&mut c, &stream, "g").await, 0, "round {round}");
+    }
+    writing.store(false, Ordering::Release);
+    writer.await.unwrap();
+    let total = added.load(Ordering::Acquire);
+    // The rest, by a last run.
+    let o = SourceOptions::new(url(), "g", [&stream]).consumer(&consumer);
+    let p = Pipeline::builder("stop", rec.clone())
+        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .start()
+        .await
+        .unwrap();
+    wait_for(|| rec.numbers().len() as u64 >= total).await;
+    p.stop().await.unwrap();
+    let mut got = rec.numbers();
+    got.sort_unstable();
+    let twice = got.windows(2).filter(|w| w[0] == w[1]).count();
+    assert_eq!(twice, 0, "{twice} entries processed twice");
+    assert_eq!(got, (0..total).collect::<Vec<_>>());
+    delete(&mut c, &[&stream]).await;
 }

@@ -129,3 +129,118 @@ impl Handler for Record {
         Ok(())
     }
 }
+
+/// The consumers of `group` on `stream` (`XINFO CONSUMERS`); empty if the group is gone.
+pub async fn consumers(c: &mut redis::aio::MultiplexedConnection, stream: &str, group: &str) -> Vec<String> {
+    let v: redis::RedisResult<Vec<std::collections::HashMap<String, redis::Value>>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(group)
+        .query_async(c)
+        .await;
+    v.unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| redis::from_redis_value_ref::<String>(m.get("name")?).ok())
+        .collect()
+}
+
+/// How many entries wait in `consumer`'s pending list (`XPENDING … consumer`).
+pub async fn consumer_pending(
+    c: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    group: &str,
+    consumer: &str,
+) -> usize {
+    let v: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .arg("-")
+        .arg("+")
+        .arg(100_000)
+        .arg(consumer)
+        .query_async(c)
+        .await
+        .unwrap();
+    v.len()
+}
+
+/// The ids of the clients named `name` (`CLIENT LIST`).
+pub async fn client_ids(c: &mut redis::aio::MultiplexedConnection, name: &str) -> Vec<u64> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(c).await.unwrap();
+    list.lines()
+        .filter(|l| l.split_whitespace().any(|f| f == format!("name={name}")))
+        .filter_map(|l| l.split_whitespace().find_map(|f| f.strip_prefix("id="))?.parse().ok())
+        .collect()
+}
+
+/// A Redis server of a test's own (AOF, fsync always), on a free port, that the test can kill
+/// and restart with its data.
+pub struct RedisServer {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("ferroway-redis-server-{port}-{:08x}", fastrand::u32(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = RedisServer { port, dir, child: None };
+        s.restart();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and data, and waits until it answers.
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--logfile", "server.log"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}); install it (`bash scripts/services/redis.sh` does)")
+            });
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        for _ in 0..500 {
+            if let Ok(mut c) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!(
+            "redis-server on port {} did not answer; see {}",
+            self.port,
+            self.dir.display()
+        );
+    }
+
+    /// SIGKILL: what an outage looks like to clients.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
