@@ -85,8 +85,12 @@
 //! # Producing
 //!
 //! [`KafkaSink::send_batch`] from a batch handler produces every message and waits for the
-//! delivery reports; undeliverable messages are marked failed. The producer is idempotent by
-//! default. A [`KafkaSink`] is also a [`DeadLetterSink`](ferroway::pipeline::DeadLetterSink).
+//! delivery reports. Records Kafka refuses (too large, invalid) are marked failed, alone; when
+//! Kafka cannot take records (brokers down, nothing delivered within the 30 s delivery
+//! timeout) it returns an error the pipeline recognises as an outage
+//! ([`ferroway::error::Unavailable`]): the batch is kept and handled again with backoff, never
+//! dead-lettered or acknowledged. The producer is idempotent by default. A [`KafkaSink`] is
+//! also a [`DeadLetterSink`](ferroway::pipeline::DeadLetterSink).
 //!
 //! # Features
 //!
@@ -113,7 +117,7 @@ mod sink;
 mod source;
 pub mod telemetry;
 
-pub use error::{ConfigError, ErrorClass, KafkaError, classify, classify_code};
+pub use error::{ConfigError, ErrorClass, KafkaError, Outage, classify, classify_code};
 pub use metadata::{KafkaMetadata, partition_key};
 pub use options::{
     Compression, Connection, KafkaSinkOptions, KafkaSourceOptions, OnFailed, OnRevoke, Partitioner, Properties,

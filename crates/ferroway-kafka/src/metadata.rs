@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use ferroway::pipeline::Message;
+use ferroway::pipeline::{Message, Origin};
 
-/// What the source knows about each message, put on it with
-/// [`put_metadata`](Message::put_metadata); read it with `message.metadata::<KafkaMetadata>()`.
+/// What the source knows about each message, put on it as its
+/// [`Origin`](ferroway::pipeline::Origin) (so dead-letter records name topic, partition and
+/// offset); read it with `message.metadata::<KafkaMetadata>()`.
 ///
 /// When a message carrying it reaches a [`KafkaSink`](crate::KafkaSink) without a
 /// [`KafkaRecord`](crate::KafkaRecord), the sink reuses its key and headers.
@@ -33,6 +34,17 @@ impl KafkaMetadata {
             .iter()
             .find(|(k, v)| k == name && v.is_some())
             .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+/// Where the message came from: `topic`, `partition`, `offset`.
+impl Origin for KafkaMetadata {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("topic", self.topic.to_string()),
+            ("partition", self.partition.to_string()),
+            ("offset", self.offset.to_string()),
+        ]
     }
 }
 
@@ -77,7 +89,7 @@ mod tests {
 
     fn msg(topic: &str, partition: i32) -> Message<()> {
         let mut m = Message::new(());
-        m.put_metadata(KafkaMetadata {
+        m.put_origin(KafkaMetadata {
             topic: topic.into(),
             partition,
             offset: 0,
@@ -100,5 +112,8 @@ mod tests {
             msg("t", 0).metadata::<KafkaMetadata>().unwrap().header("a"),
             Some(&b"1"[..])
         );
+        let m = msg("t", 2);
+        let fields = m.origin().expect("origin").fields();
+        assert_eq!(fields[1], ("partition", "2".to_string()));
     }
 }

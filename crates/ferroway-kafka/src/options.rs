@@ -6,7 +6,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use ferroway::resilience::Backoff;
 use rdkafka::ClientConfig;
 
 use crate::error::ConfigError;
@@ -820,14 +819,11 @@ pub struct KafkaSinkOptions {
     pub(crate) compression: Compression,
     pub(crate) partitioner: Partitioner,
     pub(crate) delivery_timeout: Duration,
-    pub(crate) retry: Backoff,
-    pub(crate) max_retries: usize,
 }
 
 impl KafkaSinkOptions {
     /// A producer connected through `connection`. Idempotent, `acks=all`, murmur2
-    /// partitioning, no compression, 5 ms linger; delivery errors classified retryable are
-    /// retried 3 times (exponential backoff from 100 ms) after librdkafka's own retries.
+    /// partitioning, no compression, 5 ms linger, 30 s delivery timeout.
     pub fn new(connection: Connection) -> Self {
         KafkaSinkOptions {
             connection,
@@ -840,9 +836,7 @@ impl KafkaSinkOptions {
             queue_max_messages: 100_000,
             compression: Compression::None,
             partitioner: Partitioner::Murmur2Random,
-            delivery_timeout: Duration::from_secs(120),
-            retry: Backoff::exponential(Duration::from_millis(100)).cap(Duration::from_secs(5)),
-            max_retries: 3,
+            delivery_timeout: Duration::from_secs(30),
         }
     }
 
@@ -901,17 +895,15 @@ impl KafkaSinkOptions {
         self
     }
 
-    /// `delivery.timeout.ms` (default 120 s): how long librdkafka keeps retrying one record.
+    /// `delivery.timeout.ms` (default 30 s): how long librdkafka keeps trying to deliver one
+    /// record (it retries by itself meanwhile), and how long a send waits while librdkafka's
+    /// queue is full. It is how long an outage takes to be noticed: then
+    /// [`send_batch`](crate::KafkaSink::send_batch) returns [`KafkaError::Unavailable`](crate::KafkaError::Unavailable)
+    /// and the pipeline waits and tries again, so a short timeout loses nothing — it only sends
+    /// again sooner. Kafka's Java client waits 120 s; keep it above the broker's worst
+    /// leader election or request latency, or healthy but slow deliveries are sent twice.
     pub fn delivery_timeout(mut self, d: Duration) -> Self {
         self.delivery_timeout = d;
-        self
-    }
-
-    /// Retries of records whose delivery failed with a retryable error, after librdkafka's
-    /// own retries (default 3, exponential backoff from 100 ms, capped at 5 s).
-    pub fn retry(mut self, policy: Backoff, max_retries: usize) -> Self {
-        self.retry = policy;
-        self.max_retries = max_retries;
         self
     }
 

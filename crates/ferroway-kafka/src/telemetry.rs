@@ -12,8 +12,8 @@
 //! | `ferroway_kafka_source_errors_total` | counter | `group` | consumer errors librdkafka recovers from |
 //! | `ferroway_kafka_source_pauses_total` | counter | `group` | times the partitions were paused for lack of demand |
 //! | `ferroway_kafka_sink_sent_total` | counter | `topic` | records the broker acknowledged |
-//! | `ferroway_kafka_sink_failed_total` | counter | `topic`, `class` (`fatal`/`retryable`) | records finally not delivered |
-//! | `ferroway_kafka_sink_retries_total` | counter | `topic` | records sent again after a retryable error |
+//! | `ferroway_kafka_sink_failed_total` | counter | `topic` | records Kafka refused (marked failed) |
+//! | `ferroway_kafka_sink_unavailable_total` | counter | `topic` | records not delivered because Kafka could not take them (kept: the pipeline sends them again) |
 
 /// Messages fetched from librdkafka.
 pub const SOURCE_RECEIVED: &str = "ferroway_kafka_source_received_total";
@@ -35,7 +35,7 @@ pub const SOURCE_ERRORS: &str = "ferroway_kafka_source_errors_total";
 pub const SOURCE_PAUSES: &str = "ferroway_kafka_source_pauses_total";
 /// Records delivered.
 pub const SINK_SENT: &str = "ferroway_kafka_sink_sent_total";
-/// Records not delivered, by class.
+/// Records Kafka refused.
 pub const SINK_FAILED: &str = "ferroway_kafka_sink_failed_total";
-/// Records retried.
-pub const SINK_RETRIES: &str = "ferroway_kafka_sink_retries_total";
+/// Records not delivered because Kafka could not take them.
+pub const SINK_UNAVAILABLE: &str = "ferroway_kafka_sink_unavailable_total";

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use ferroway::BoxError;
 use ferroway::pipeline::{BoxFuture, DeadLetterSink, Message, Pipeline, Processors};
-use ferroway_kafka::{KafkaRecord, KafkaSource, OnFailed, dead_letter_headers};
+use ferroway_kafka::{KafkaRecord, KafkaSink, KafkaSource, OnFailed, dead_letter_headers};
 use tokio::sync::Notify;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +35,7 @@ async fn round_trip_with_keys_headers_and_partitions() {
             m
         })
         .collect();
-    let report = sink.send_batch(&mut out).await;
+    let report = sink.send_batch(&mut out).await.expect("no outage");
     assert_eq!((report.sent, report.failed), (10, 0));
 
     let (handler, mut rx) = Collect::new();
@@ -108,11 +108,15 @@ async fn undeliverable_records_fail_alone_and_send_reports_where_it_landed() {
             m
         })
         .collect();
-    let report = sink.send_batch(&mut out).await;
+    let report = sink.send_batch(&mut out).await.expect("no outage");
     assert_eq!((report.sent, report.failed), (4, 2));
     let failed: Vec<usize> = (0..6).filter(|&i| out[i].is_failed()).collect();
     assert_eq!(failed, [2, 4], "the failures are the records that failed");
-    assert!(out[2].failure().unwrap().contains("Kafka delivery failed"));
+    assert!(
+        out[2].failure().unwrap().contains("Kafka refused the record"),
+        "{:?}",
+        out[2].failure()
+    );
 
     let first = sink.send(b"one", &KafkaRecord::new().partition(1)).await.unwrap();
     let second = sink.send(b"two", &KafkaRecord::new().partition(1)).await.unwrap();
@@ -123,7 +127,11 @@ async fn undeliverable_records_fail_alone_and_send_reports_where_it_landed() {
         "offsets of the broker's acknowledgements"
     );
     let err = sink.send(b"x", &KafkaRecord::new().partition(7)).await.unwrap_err();
-    assert_eq!(err.class(), ferroway_kafka::ErrorClass::Fatal);
+    assert_eq!(err.class(), ferroway_kafka::ErrorClass::Rejected);
+    assert!(
+        !ferroway::error::is_unavailable(&err),
+        "a refused record is not an outage"
+    );
     // Now that the producer knows the topic's partitions, librdkafka refuses such records at
     // once instead of failing their delivery.
     let mut again: Vec<Message<Vec<u8>>> = [0, 7]
@@ -134,7 +142,7 @@ async fn undeliverable_records_fail_alone_and_send_reports_where_it_landed() {
             m
         })
         .collect();
-    let report = sink.send_batch(&mut again).await;
+    let report = sink.send_batch(&mut again).await.expect("no outage");
     assert_eq!((report.sent, report.failed), (1, 1));
     assert!(again[1].is_failed());
     // Nothing refused stays counted in librdkafka's queue: a flush has nothing to wait for.
@@ -504,4 +512,34 @@ async fn a_stop_with_held_failures_returns_promptly_and_they_are_delivered_again
     keys.sort();
     assert_eq!(keys, (3..10).collect::<Vec<_>>());
     assert_eq!(committed(&group, &topic, 1), vec![10]);
+}
+
+#[test]
+fn client_configuration_is_checked_when_the_source_and_sink_are_built() {
+    use ferroway_kafka::{KafkaError, KafkaSinkOptions, KafkaSourceOptions};
+    let source = |c: ferroway_kafka::Connection| KafkaSource::factory(KafkaSourceOptions::new(c, "g", ["t"])).map(drop);
+    let property = |r: Result<(), KafkaError>| match r {
+        Err(KafkaError::Property {
+            property,
+            value,
+            reason,
+        }) => (property, value, reason),
+        other => panic!("expected a property error, got {other:?}"),
+    };
+    let (p, v, reason) = property(source(conn().property("fetch.wait.max.ms", "-5")));
+    assert_eq!((p.as_str(), v.as_str()), ("fetch.wait.max.ms", "-5"));
+    assert!(reason.contains("range"), "{reason}");
+    let (p, ..) = property(source(conn().property("fetch.wait.max.mss", "5")));
+    assert_eq!(p, "fetch.wait.max.mss", "an unknown property");
+    // A typed option librdkafka refuses is named by its property too.
+    let r = KafkaSource::factory(KafkaSourceOptions::new(conn(), "g", ["t"]).fetch_wait_max(Duration::from_secs(3600)));
+    assert_eq!(property(r.map(drop)).0, "fetch.wait.max.ms");
+    let sink = KafkaSink::new(KafkaSinkOptions::new(conn().property("linger.ms", "-1")).topic("t"));
+    let (p, v, _) = property(sink.map(drop));
+    assert_eq!((p.as_str(), v.as_str()), ("linger.ms", "-1"));
+    // Values of sensitive properties never show.
+    let e = source(conn().property("sasl.oauthbearer.client.secret.typo", "hunter2")).unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("hunter2"), "{e}");
+    // What librdkafka accepts builds.
+    source(conn().property("fetch.wait.max.ms", "5")).expect("a valid property");
 }

@@ -14,7 +14,11 @@ pub mod dead_letter_headers {
     pub const PIPELINE: &str = "ferroway.dlq.pipeline";
     /// The stage that failed it (`processor` or `batch_processor`).
     pub const STAGE: &str = "ferroway.dlq.stage";
-    /// The topic it was consumed from.
+    /// Where the message came from: one header per field of its
+    /// [`Origin`](ferroway::pipeline::Origin), named this prefix and the field (e.g.
+    /// `ferroway.dlq.stream` and `ferroway.dlq.id` for a Redis entry).
+    pub const ORIGIN_PREFIX: &str = "ferroway.dlq.";
+    /// The topic it was consumed from (a [`KafkaSource`](crate::KafkaSource) message's origin).
     pub const TOPIC: &str = "ferroway.dlq.topic";
     /// The partition it was consumed from.
     pub const PARTITION: &str = "ferroway.dlq.partition";
@@ -22,57 +26,65 @@ pub mod dead_letter_headers {
     pub const OFFSET: &str = "ferroway.dlq.offset";
 }
 
+/// Marks a message whose dead-letter record is built: a retry after an outage does not add
+/// the headers twice.
+struct Prepared;
+
 /// A `KafkaSink` is a dead-letter sink: failed messages are produced to its default topic
-/// with their original key and headers, plus the headers of [`dead_letter_headers`] (reason,
-/// pipeline, stage, and where they were consumed). `send` succeeds only when the broker has
-/// every one of them — only then does the source count them as done.
+/// with their original key and headers, plus the headers of [`dead_letter_headers`]: reason,
+/// pipeline, stage, and where the message came from — one `ferroway.dlq.<field>` header per
+/// field of its [`Origin`](ferroway::pipeline::Origin) (`topic`, `partition` and `offset` for
+/// a message from a [`KafkaSource`](crate::KafkaSource)). `send` succeeds only when the broker
+/// has every one of them — only then does the source count them as done. When Kafka is
+/// unavailable the error says so, and the pipeline keeps the messages and tries again.
 impl<T: AsRef<[u8]> + Send + Sync + 'static> DeadLetterSink<T> for KafkaSink {
     fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
-            use dead_letter_headers as h;
-            for m in messages.iter_mut() {
-                let mut rec = match (m.metadata::<KafkaRecord>(), m.metadata::<KafkaMetadata>()) {
-                    (Some(r), _) => r.clone(),
-                    (None, Some(s)) => KafkaRecord {
-                        key: s.key.clone(),
-                        headers: s
-                            .headers
-                            .iter()
-                            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
-                            .collect(),
-                        ..KafkaRecord::default()
-                    },
-                    (None, None) => KafkaRecord::default(),
-                };
-                rec.topic = None;
-                rec.partition = None;
-                if let Some(info) = m.metadata::<DeadLetterInfo>() {
-                    rec = rec
-                        .header(h::REASON, info.reason.as_bytes())
-                        .header(h::PIPELINE, info.pipeline.as_bytes())
-                        .header(h::STAGE, info.stage.as_bytes());
-                } else if let Some(reason) = m.failure() {
-                    rec = rec.header(h::REASON, reason.as_bytes());
-                }
-                if let Some(s) = m.metadata::<KafkaMetadata>() {
-                    let (topic, partition, offset) = (s.topic.to_string(), s.partition, s.offset);
-                    rec = rec
-                        .header(h::TOPIC, topic)
-                        .header(h::PARTITION, partition.to_string())
-                        .header(h::OFFSET, offset.to_string());
-                }
+            for m in messages.iter_mut().filter(|m| m.metadata::<Prepared>().is_none()) {
+                let rec = dead_letter_record(m);
                 m.put_metadata(rec);
+                m.put_metadata(Prepared);
             }
-            let report = self.send_batch(messages).await;
+            let report = self.send_batch(messages).await?;
             if report.failed > 0 {
-                return Err(format!(
-                    "{} of {} dead letters could not be produced to Kafka",
-                    report.failed,
-                    messages.len()
-                )
-                .into());
+                return Err(format!("Kafka refused {} of {} dead letters", report.failed, messages.len()).into());
             }
             Ok(())
         })
     }
+}
+
+/// The record a dead letter is produced as: the message's own record (or its source's key and
+/// headers) to the sink's topic, with why and where from.
+fn dead_letter_record<T>(m: &Message<T>) -> KafkaRecord {
+    use dead_letter_headers as h;
+    let mut rec = match (m.metadata::<KafkaRecord>(), m.metadata::<KafkaMetadata>()) {
+        (Some(r), _) => r.clone(),
+        (None, Some(s)) => KafkaRecord {
+            key: s.key.clone(),
+            headers: s
+                .headers
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                .collect(),
+            ..KafkaRecord::default()
+        },
+        (None, None) => KafkaRecord::default(),
+    };
+    rec.topic = None;
+    rec.partition = None;
+    if let Some(info) = m.metadata::<DeadLetterInfo>() {
+        rec = rec
+            .header(h::REASON, info.reason.as_bytes())
+            .header(h::PIPELINE, info.pipeline.as_bytes())
+            .header(h::STAGE, info.stage.as_bytes());
+    } else if let Some(reason) = m.failure() {
+        rec = rec.header(h::REASON, reason.as_bytes());
+    }
+    if let Some(origin) = m.origin() {
+        for (field, value) in origin.fields() {
+            rec = rec.header(format!("{}{field}", h::ORIGIN_PREFIX), value);
+        }
+    }
+    rec
 }

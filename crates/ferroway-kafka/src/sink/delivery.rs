@@ -10,14 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::ClientContext;
-use rdkafka::error::KafkaError as RdKafkaError;
+use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use tokio::sync::Notify;
 use tracing::warn;
 
 use super::Delivered;
-use crate::error::KafkaError;
 
 /// How many records one round may hold: the index takes the opaque's low bits.
 pub(super) const MAX_ROUND: usize = 1 << INDEX_BITS;
@@ -29,7 +28,7 @@ const ID_MASK: u32 = (usize::MAX >> INDEX_BITS) as u32;
 pub(super) struct Round {
     /// Records sent and not yet reported.
     pending: AtomicUsize,
-    failures: Mutex<Vec<(usize, KafkaError)>>,
+    failures: Mutex<Vec<(usize, RDKafkaErrorCode)>>,
     /// Where the round's first record landed (what a single send returns).
     first: Mutex<Option<Delivered>>,
     done: Notify,
@@ -49,7 +48,7 @@ impl Round {
     }
 
     /// Waits until every record sent has its report; returns the failures by index.
-    pub(super) async fn reports(&self) -> Vec<(usize, KafkaError)> {
+    pub(super) async fn reports(&self) -> Vec<(usize, RDKafkaErrorCode)> {
         while self.pending.load(Ordering::Acquire) > 0 {
             // `notify_one` keeps a permit if it comes first: no report is missed.
             self.done.notified().await;
@@ -165,7 +164,10 @@ impl ProducerContext for SinkContext {
                     });
                 }
             }
-            Err((e, _)) => lock(&round.failures).push((index, KafkaError::broker("produce", e))),
+            Err((e, _)) => {
+                let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                lock(&round.failures).push((index, code));
+            }
         }
         round.report();
         if round.pending.load(Ordering::Acquire) == 0 && round.abandoned.load(Ordering::Acquire) {

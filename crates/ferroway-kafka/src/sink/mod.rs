@@ -5,19 +5,21 @@ mod delivery;
 mod native;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use ferroway::pipeline::Message;
+use ferroway::telemetry::LogThrottle;
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
-use tracing::debug;
+use tracing::error;
 
 pub use self::dead_letter::dead_letter_headers;
 use self::delivery::{MAX_ROUND, RoundGuard, SinkContext};
 use self::native::{BatchRecord, TopicHandle};
 
-use crate::error::{ErrorClass, KafkaError};
+use crate::error::{ErrorClass, KafkaError, classify_code};
 use crate::metadata::KafkaMetadata;
 use crate::options::KafkaSinkOptions;
 use crate::telemetry;
@@ -98,20 +100,24 @@ pub struct Delivered {
 /// What [`KafkaSink::send_batch`] achieved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchReport {
-    /// Messages the broker acknowledged.
+    /// Messages the broker acknowledged (in this call or an earlier attempt at the same
+    /// messages).
     pub sent: usize,
-    /// Messages marked failed (fatal error, or retries exhausted).
+    /// Messages Kafka refused ([`ErrorClass::Rejected`]), marked failed.
     pub failed: usize,
-    /// Sends repeated after a retryable error.
-    pub retried: usize,
 }
 
 struct SinkMetrics {
     sent: metrics::Counter,
-    failed_fatal: metrics::Counter,
-    failed_retryable: metrics::Counter,
-    retries: metrics::Counter,
+    rejected: metrics::Counter,
+    unavailable: metrics::Counter,
 }
+
+/// Put on messages an attempt of [`KafkaSink::send_batch`] delivered when the attempt as a
+/// whole failed: the pipeline calls the handler again with the same messages, and these are
+/// not sent twice. Holds the sink's number, so another sink (a dead-letter topic) still sends
+/// them.
+struct SentBy(u64);
 
 /// A Kafka producer for pipelines: use [`send_batch`](Self::send_batch) from a batch handler
 /// so messages are acknowledged upstream only after the broker confirmed them, or give it to
@@ -119,10 +125,13 @@ struct SinkMetrics {
 /// dead-letter topic.
 ///
 /// Idempotent by default (`enable.idempotence=true`, `acks=all`): librdkafka's own retries
-/// never duplicate or reorder records. A delivery that still fails with a
-/// [retryable](crate::ErrorClass::Retryable) error is sent again with the configured backoff
-/// (a resend may duplicate a record the broker did get: at-least-once); a
-/// [fatal](crate::ErrorClass::Fatal) one fails the message at once.
+/// never duplicate or reorder records. What cannot be delivered is sorted by
+/// [`ErrorClass`]: a record Kafka refuses (too large, invalid, an unknown partition) fails that
+/// message alone; when Kafka cannot take records now — brokers down or unreachable, no
+/// delivery within the delivery timeout (default 30 s), a queue full for that long, a topic that
+/// does not exist — the call returns an error carrying [`ferroway::error::Unavailable`], so
+/// the pipeline keeps the batch and calls the handler again with backoff: an outage never
+/// dead-letters or acknowledges anything.
 ///
 /// ```no_run
 /// use ferroway::pipeline::{BatchInfo, Handler, Message};
@@ -137,8 +146,8 @@ struct SinkMetrics {
 ///         Ok(())
 ///     }
 ///     async fn handle_batch(&self, batch: &mut [Message<Vec<u8>>], _: &BatchInfo) -> Result<(), BoxError> {
-///         // Marks undeliverable messages failed; the others are acknowledged after this.
-///         self.0.send_batch(batch).await;
+///         // Refused records are marked failed; an outage is an error the pipeline waits out.
+///         self.0.send_batch(batch).await?;
 ///         Ok(())
 ///     }
 /// }
@@ -152,6 +161,11 @@ pub struct KafkaSink {
     producer: ThreadedProducer<SinkContext>,
     opts: Arc<KafkaSinkOptions>,
     metrics: SinkMetrics,
+    /// Unique per sink in the process (see [`SentBy`]).
+    id: u64,
+    /// Says once in a while that records cannot be delivered for a reason that needs a person
+    /// (credentials, ACLs, a fatally failed producer), not just time.
+    fatal_log: LogThrottle,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -162,15 +176,18 @@ impl std::fmt::Debug for KafkaSink {
     }
 }
 
-type Failure = (usize, KafkaError);
+/// A record that was not delivered: its index in the send, and why.
+type Failure = (usize, RDKafkaErrorCode);
 
 impl KafkaSink {
     /// Validates `opts` and creates the producer (connections are made lazily).
     ///
     /// # Errors
-    /// [`KafkaError::Config`] naming an invalid option, or [`KafkaError::Client`] if
-    /// librdkafka rejects the configuration (sensitive values redacted).
+    /// [`KafkaError::Config`] naming an invalid option, [`KafkaError::Property`] naming a
+    /// property (and its value) librdkafka refuses, or [`KafkaError::Client`] if the producer
+    /// could not be created (sensitive values redacted).
     pub fn new(opts: KafkaSinkOptions) -> Result<Self, KafkaError> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         opts.validate()?;
         let producer: ThreadedProducer<SinkContext> = opts
             .client_config()
@@ -179,134 +196,134 @@ impl KafkaSink {
         let name = opts.topic.clone().unwrap_or_else(|| "-".into());
         let metrics = SinkMetrics {
             sent: metrics::counter!(telemetry::SINK_SENT, "topic" => name.clone()),
-            failed_fatal: metrics::counter!(telemetry::SINK_FAILED, "topic" => name.clone(), "class" => "fatal"),
-            failed_retryable: metrics::counter!(telemetry::SINK_FAILED, "topic" => name.clone(), "class" => "retryable"),
-            retries: metrics::counter!(telemetry::SINK_RETRIES, "topic" => name),
+            rejected: metrics::counter!(telemetry::SINK_FAILED, "topic" => name.clone()),
+            unavailable: metrics::counter!(telemetry::SINK_UNAVAILABLE, "topic" => name),
         };
         Ok(KafkaSink {
             producer,
             opts: Arc::new(opts),
             metrics,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            fatal_log: LogThrottle::new(Duration::from_secs(30)),
         })
     }
 
-    /// Produces one record and waits for the broker's acknowledgement, retrying retryable
-    /// failures as configured.
+    /// Produces one record and waits for the broker's acknowledgement.
     ///
     /// # Errors
-    /// The last error, classified retryable or fatal.
+    /// [`KafkaError::Unavailable`] when Kafka cannot take it now (sending it again later may
+    /// succeed), [`KafkaError::Broker`] when it is refused, [`KafkaError::Config`] when no
+    /// topic is known.
     pub async fn send(&self, payload: &[u8], record: &KafkaRecord) -> Result<Delivered, KafkaError> {
-        let mut delays = self.opts.retry.delays();
-        let mut attempt = 0;
-        loop {
-            let topic = record
-                .topic
-                .as_deref()
-                .or(self.opts.topic.as_deref())
-                .ok_or_else(no_topic)?;
-            let round = self.producer.context().rounds.start();
-            let r = build(
-                topic,
-                payload,
-                record.key.as_deref(),
-                &record.headers_iter(),
-                record.partition,
-                record.timestamp,
-                round.opaque(0),
-            );
-            let result = match self.enqueue(&round, r).await {
-                Ok(()) => match round.round.reports().await.pop() {
-                    Some((_, e)) => Err(e),
-                    None => round.round.first().ok_or_else(|| KafkaError::Broker {
-                        operation: "produce",
-                        class: ErrorClass::Retryable,
-                        code: None,
-                        message: "no delivery report".into(),
-                    }),
-                },
-                Err(e) => Err(e),
-            };
-            drop(round);
-            match result {
-                Ok(d) => {
-                    self.metrics.sent.increment(1);
-                    return Ok(d);
-                }
-                Err(e) if e.is_retryable() && attempt < self.opts.max_retries => {
-                    let Some(d) = delays.next() else {
-                        self.metrics.failed_retryable.increment(1);
-                        return Err(e);
-                    };
-                    attempt += 1;
-                    self.metrics.retries.increment(1);
-                    debug!(error = %e, attempt, "retrying a Kafka produce");
-                    tokio::time::sleep(d).await;
-                }
-                Err(e) => {
-                    self.count_failed(&e);
-                    return Err(e);
-                }
+        let topic = record
+            .topic
+            .as_deref()
+            .or(self.opts.topic.as_deref())
+            .ok_or_else(no_topic)?;
+        let round = self.producer.context().rounds.start();
+        let r = build(
+            topic,
+            payload,
+            record.key.as_deref(),
+            &record.headers_iter(),
+            record.partition,
+            record.timestamp,
+            round.opaque(0),
+        );
+        let code = match self.enqueue(&round, r).await {
+            Ok(()) => round.round.reports().await.pop().map(|(_, code)| code),
+            Err(code) => Some(code),
+        };
+        let delivered = round.round.first();
+        drop(round);
+        match (code, delivered) {
+            (None, Some(d)) => {
+                self.metrics.sent.increment(1);
+                Ok(d)
+            }
+            (code, _) => {
+                let code = code.unwrap_or(RDKafkaErrorCode::Fail);
+                self.count_failed(code, 1);
+                Err(self.error(code, RdKafkaError::MessageProduction(code).to_string()))
             }
         }
     }
 
     /// Produces every message of `messages` (its data as the payload, with its
     /// [`KafkaRecord`] or source [`KafkaMetadata`]) and waits for every delivery report.
-    /// Messages that could not be delivered — fatal error, or retryable errors beyond the retry
-    /// budget — are marked failed with [`Message::fail`], so the pipeline acknowledges them as
-    /// failed (or dead-letters them) while the others succeed.
-    pub async fn send_batch<T: AsRef<[u8]> + Sync>(&self, messages: &mut [Message<T>]) -> BatchReport {
-        let mut report = BatchReport::default();
-        let mut todo: Vec<usize> = (0..messages.len()).collect();
-        let mut delays = self.opts.retry.delays();
-        let mut attempt = 0;
-        let mut final_failures: Vec<Failure> = Vec::new();
-        while !todo.is_empty() {
-            let failures = self.send_round(messages, &todo).await;
-            report.sent += todo.len() - failures.len();
-            let (retry, fatal): (Vec<Failure>, Vec<Failure>) =
-                failures.into_iter().partition(|(_, e)| e.is_retryable());
-            final_failures.extend(fatal);
-            if retry.is_empty() {
-                break;
+    ///
+    /// - Records Kafka refuses ([`ErrorClass::Rejected`]: too large, invalid, an invalid topic,
+    ///   a partition that does not exist) are marked failed with [`Message::fail`]: the
+    ///   pipeline dead-letters or fails them alone; the others succeed.
+    /// - When Kafka cannot take records now ([`ErrorClass::Unavailable`]; also a fatal
+    ///   producer or authorization error, which no record is to blame for), this returns
+    ///   [`KafkaError::Unavailable`]: return it from the handler (`?`) and the pipeline keeps
+    ///   the batch and calls the handler again after a backoff. Messages delivered before
+    ///   the error are remembered on the messages and not sent again by this sink.
+    ///
+    /// # Errors
+    /// [`KafkaError::Unavailable`], as above.
+    pub async fn send_batch<T: AsRef<[u8]> + Sync>(
+        &self,
+        messages: &mut [Message<T>],
+    ) -> Result<BatchReport, KafkaError> {
+        let todo: Vec<usize> = (0..messages.len())
+            .filter(|&i| messages[i].metadata::<SentBy>().is_none_or(|s| s.0 != self.id))
+            .collect();
+        let failures = self.send_round(messages, &todo).await;
+        let mut report = BatchReport {
+            sent: messages.len() - failures.len(),
+            failed: 0,
+        };
+        let (rejected, undelivered): (Vec<Failure>, Vec<Failure>) = failures
+            .into_iter()
+            .partition(|(_, code)| classify_code(*code) == ErrorClass::Rejected);
+        if let Some(&(_, code)) = undelivered.first() {
+            // What this attempt delivered must not go again when the pipeline retries.
+            let mut missing = rejected.iter().chain(&undelivered).map(|(i, _)| *i).collect::<Vec<_>>();
+            missing.sort_unstable();
+            for &i in &todo {
+                if missing.binary_search(&i).is_err() {
+                    messages[i].put_metadata(SentBy(self.id));
+                }
             }
-            let delay = if attempt < self.opts.max_retries {
-                delays.next()
-            } else {
-                None
-            };
-            let Some(delay) = delay else {
-                final_failures.extend(retry);
-                break;
-            };
-            attempt += 1;
-            report.retried += retry.len();
-            self.metrics.retries.increment(retry.len() as u64);
-            debug!(
-                n = retry.len(),
-                attempt, "retrying Kafka produces after a retryable error"
+            self.metrics.sent.increment((todo.len() - missing.len()) as u64);
+            self.count_failed(code, undelivered.len());
+            let message = format!(
+                "{} of {} records not delivered: {}",
+                undelivered.len(),
+                messages.len(),
+                RdKafkaError::MessageProduction(code)
             );
-            tokio::time::sleep(delay).await;
-            todo = retry.into_iter().map(|(i, _)| i).collect();
+            return Err(self.error(code, message));
         }
-        self.metrics.sent.increment(report.sent as u64);
-        report.failed = final_failures.len();
-        for (i, e) in final_failures {
-            self.count_failed(&e);
-            messages[i].fail(format!("Kafka delivery failed: {e}"));
+        self.metrics.sent.increment((todo.len() - rejected.len()) as u64);
+        if !rejected.is_empty() {
+            self.metrics.rejected.increment(rejected.len() as u64);
+            report.failed = rejected.len();
+            for (i, code) in rejected {
+                let e = KafkaError::from_code(
+                    "produce",
+                    Some(code),
+                    ErrorClass::Rejected,
+                    RdKafkaError::MessageProduction(code).to_string(),
+                    &self.opts.connection.bootstrap_servers,
+                );
+                messages[i].fail(format!("Kafka refused the record: {e}"));
+            }
         }
-        report
+        Ok(report)
     }
 
     /// Waits until every record handed to librdkafka is delivered or failed, at most
     /// `timeout`.
     ///
     /// # Errors
-    /// A timeout, as a retryable error.
+    /// A timeout ([`KafkaError::Unavailable`]).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer
             .flush(timeout)
-            .map_err(|e| KafkaError::broker("flush", &e))
+            .map_err(|e| KafkaError::broker("flush", &e, &self.opts.connection.bootstrap_servers))
     }
 
     /// The options.
@@ -314,10 +331,35 @@ impl KafkaSink {
         &self.opts
     }
 
-    fn count_failed(&self, e: &KafkaError) {
-        match e.class() {
-            ErrorClass::Fatal => self.metrics.failed_fatal.increment(1),
-            ErrorClass::Retryable => self.metrics.failed_retryable.increment(1),
+    /// The error for records not delivered because of `code`: [`KafkaError::Unavailable`]
+    /// unless the record itself was refused.
+    fn error(&self, code: RDKafkaErrorCode, message: String) -> KafkaError {
+        let class = match classify_code(code) {
+            ErrorClass::Rejected => ErrorClass::Rejected,
+            _ => ErrorClass::Unavailable,
+        };
+        KafkaError::from_code(
+            "produce",
+            Some(code),
+            class,
+            message,
+            &self.opts.connection.bootstrap_servers,
+        )
+    }
+
+    fn count_failed(&self, code: RDKafkaErrorCode, n: usize) {
+        match classify_code(code) {
+            ErrorClass::Rejected => self.metrics.rejected.increment(n as u64),
+            class => {
+                self.metrics.unavailable.increment(n as u64);
+                if class == ErrorClass::Fatal
+                    && let Some(suppressed) = self.fatal_log.allow()
+                {
+                    error!(error = %RdKafkaError::MessageProduction(code), records = n, suppressed,
+                        "Kafka producer cannot deliver until this is fixed (credentials, ACLs, broker version) \
+                         or the process restarts; the messages are kept");
+                }
+            }
         }
     }
 
@@ -337,7 +379,9 @@ impl KafkaSink {
                 let record = m.metadata::<KafkaRecord>();
                 let source = m.metadata::<KafkaMetadata>();
                 let Some(topic) = record.and_then(|r| r.topic.as_deref()).or(self.opts.topic.as_deref()) else {
-                    failures.push((i, no_topic()));
+                    // Validation makes this impossible for the sink's own messages without a
+                    // record; a record naming no topic is the message's fault.
+                    failures.push((i, RDKafkaErrorCode::InvalidTopic));
                     continue;
                 };
                 let (key, headers) = match (record, source) {
@@ -379,8 +423,8 @@ impl KafkaSink {
                     timestamp,
                     round.opaque(k),
                 );
-                if let Err(e) = self.enqueue(&round, r).await {
-                    failures.push((i, e));
+                if let Err(code) = self.enqueue(&round, r).await {
+                    failures.push((i, code));
                 }
             }
             if let Some(t) = batch_topic {
@@ -391,8 +435,8 @@ impl KafkaSink {
         failures
     }
 
-    /// Hands records for `topic` to librdkafka as one batch, waiting while its queue is full;
-    /// records it refuses otherwise fail.
+    /// Hands records for `topic` to librdkafka as one batch, waiting while its queue is full
+    /// (at most the delivery timeout); records it refuses fail.
     async fn enqueue_batch(
         &self,
         round: &RoundGuard<'_>,
@@ -401,13 +445,10 @@ impl KafkaSink {
         failures: &mut Vec<Failure>,
     ) {
         let Some(handle) = TopicHandle::new(&self.producer, topic) else {
-            let e = KafkaError::Config(crate::ConfigError::new(
-                "topic",
-                format!("librdkafka refused the topic name {topic:?}"),
-            ));
-            failures.extend(records.iter().map(|r| (r.index, e.clone())));
+            failures.extend(records.iter().map(|r| (r.index, RDKafkaErrorCode::InvalidTopic)));
             return;
         };
+        let mut full_since: Option<Instant> = None;
         while !records.is_empty() {
             round.round.sending(records.len());
             let refused = native::produce_batch(&handle, &records);
@@ -417,35 +458,48 @@ impl KafkaSink {
                 if code == RDKafkaErrorCode::QueueFull {
                     full.push(records[pos]);
                 } else {
-                    let e = RdKafkaError::MessageProduction(code);
-                    failures.push((records[pos].index, KafkaError::broker("produce", &e)));
+                    failures.push((records[pos].index, code));
                 }
             }
             records = full;
             if !records.is_empty() {
+                if self.full_too_long(&mut full_since) {
+                    failures.extend(records.iter().map(|r| (r.index, RDKafkaErrorCode::QueueFull)));
+                    return;
+                }
                 // Reports free the queue; the polling thread serves them meanwhile.
                 tokio::time::sleep(QUEUE_FULL_WAIT).await;
             }
         }
     }
 
-    /// Hands one record to librdkafka, waiting while its queue is full.
-    async fn enqueue(&self, round: &RoundGuard<'_>, mut r: Record<'_>) -> Result<(), KafkaError> {
+    /// Hands one record to librdkafka, waiting while its queue is full (at most the delivery
+    /// timeout).
+    async fn enqueue(&self, round: &RoundGuard<'_>, mut r: Record<'_>) -> Result<(), RDKafkaErrorCode> {
         round.round.sending(1);
+        let mut full_since: Option<Instant> = None;
         loop {
             match self.producer.send(r) {
                 Ok(()) => return Ok(()),
-                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if !self.full_too_long(&mut full_since) =>
+                {
                     // Reports free the queue; the polling thread serves them meanwhile.
                     r = back;
                     tokio::time::sleep(QUEUE_FULL_WAIT).await;
                 }
                 Err((e, _)) => {
                     round.round.not_sent();
-                    return Err(KafkaError::broker("produce", &e));
+                    return Err(e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail));
                 }
             }
         }
+    }
+
+    /// True once librdkafka's queue has been full for the delivery timeout: by then what
+    /// fills it has timed out, so Kafka is not taking records.
+    fn full_too_long(&self, since: &mut Option<Instant>) -> bool {
+        since.get_or_insert_with(Instant::now).elapsed() >= self.opts.delivery_timeout
     }
 }
 

@@ -268,7 +268,7 @@ pub(super) fn convert(
         let headers = if with_headers { m.headers() } else { Vec::new() };
         let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
         let mut msg = Message::with_acker(payload, acker.clone(), AckToken(m.offset() as u64, p.slot));
-        msg.put_metadata(KafkaMetadata {
+        msg.put_origin(KafkaMetadata {
             topic,
             partition: m.partition(),
             offset: m.offset(),

@@ -31,7 +31,7 @@ use self::context::SourceContext;
 use self::fetched::{Client, Fetched, TopicNames};
 use self::poller::Member;
 use self::shared::{PollerEnd, Shared};
-use crate::error::{ConfigError, KafkaError};
+use crate::error::KafkaError;
 use crate::options::KafkaSourceOptions;
 
 /// Makes [`KafkaSource`]s: give [`create`](Self::create) to
@@ -97,12 +97,26 @@ impl std::fmt::Debug for KafkaSource {
 }
 
 impl KafkaSource {
-    /// Validates `opts` and returns a factory of sources.
+    /// Validates `opts` — the typed options, then the whole client configuration as
+    /// librdkafka sees it — and returns a factory of sources. Nothing connects yet.
+    ///
+    /// ```
+    /// use ferroway_kafka::{Connection, KafkaError, KafkaSource, KafkaSourceOptions};
+    /// let conn = Connection::new("127.0.0.1:9092").property("fetch.wait.max.ms", "-5");
+    /// match KafkaSource::factory(KafkaSourceOptions::new(conn, "g", ["t"])) {
+    ///     Err(KafkaError::Property { property, value, .. }) => {
+    ///         assert_eq!((property.as_str(), value.as_str()), ("fetch.wait.max.ms", "-5"));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
     ///
     /// # Errors
-    /// [`ConfigError`] naming the first invalid option.
-    pub fn factory(opts: KafkaSourceOptions) -> Result<KafkaSourceFactory, ConfigError> {
+    /// [`KafkaError::Config`] naming the first invalid option, or [`KafkaError::Property`]
+    /// naming a property (and its value) librdkafka refuses.
+    pub fn factory(opts: KafkaSourceOptions) -> Result<KafkaSourceFactory, KafkaError> {
         opts.validate()?;
+        check_client_config(opts.client_config())?;
         Ok(KafkaSourceFactory {
             opts: Arc::new(opts),
             live: Arc::new(watch::Sender::new(0)),
@@ -122,7 +136,7 @@ impl KafkaSource {
             member
                 .client
                 .subscribe(&topics)
-                .map_err(|e| KafkaError::broker("subscribe", &e))?;
+                .map_err(|e| KafkaError::broker("subscribe", &e, &opts.connection.bootstrap_servers))?;
             let end = PollerEnd::new(shared.clone(), live.clone());
             let (sh, weak) = (shared.clone(), Arc::downgrade(&acker));
             std::thread::Builder::new()
@@ -141,6 +155,15 @@ impl KafkaSource {
             startup_error: startup.err(),
         }
     }
+}
+
+/// librdkafka checks each property when it is set, and how they combine only when a client
+/// is created: create one (and drop it). Without a group id it joins nothing and, having no
+/// topic, connects to nothing.
+fn check_client_config(mut config: rdkafka::ClientConfig) -> Result<(), KafkaError> {
+    config.remove("group.id");
+    let _: rdkafka::consumer::BaseConsumer = config.create().map_err(KafkaError::client)?;
+    Ok(())
 }
 
 impl Drop for KafkaSource {

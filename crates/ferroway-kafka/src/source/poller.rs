@@ -180,7 +180,7 @@ fn close(member: Member, sh: &Shared) {
 /// other is logged and librdkafka recovers by itself.
 fn fail_or_log(sh: &Shared, e: &RdKafkaError) {
     if consumer_fatal(e) {
-        sh.fail(KafkaError::broker("consume", e));
+        sh.fail(KafkaError::broker("consume", e, &sh.opts.connection.bootstrap_servers));
     } else {
         sh.metrics.errors.increment(1);
         warn!(group = %sh.opts.group_id, error = %e, "Kafka consumer error");

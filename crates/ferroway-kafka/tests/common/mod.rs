@@ -97,7 +97,7 @@ pub async fn produce(topic: &str, partitions: i32, payloads: impl IntoIterator<I
             m
         })
         .collect();
-    let r = sink.send_batch(&mut msgs).await;
+    let r = sink.send_batch(&mut msgs).await.expect("the test broker takes records");
     assert_eq!(
         r.failed,
         0,
