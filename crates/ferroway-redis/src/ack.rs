@@ -1,19 +1,32 @@
 //! Acknowledgement: `XACK`, batched, sent by a task of its own so pipeline tasks never wait
-//! for Redis.
+//! for Redis. Once the source drained and nothing is in flight, the same task leaves the
+//! consumer group.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use ferroway::error::Chain;
 use ferroway::pipeline::{Acknowledger, Acks, BoxFuture, OnFailure};
-use ferroway::resilience::{ConnectionError, ConnectionManager};
+use ferroway::telemetry::LogThrottle;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 
-use crate::connection::{RedisConnector, is_connection_error};
+use crate::connection::{Link, LinkError, is_connection_error, is_unavailable};
 use crate::entry::StreamId;
-use crate::options::OnFailed;
+use crate::group;
+use crate::in_flight::InFlight;
+use crate::options::{OnFailed, SourceOptions};
 
 pub(crate) enum AckCmd {
-    Ack { stream: usize, ids: Vec<StreamId> },
+    /// `XACK` `ids`; `done` messages (those and failed ones left pending) stop being in flight
+    /// once that is sent.
+    Ack {
+        stream: usize,
+        ids: Vec<StreamId>,
+        done: usize,
+    },
+    /// Answered once every earlier acknowledgement is sent.
     Flush(oneshot::Sender<()>),
 }
 
@@ -27,30 +40,32 @@ pub(crate) struct StreamAcker {
 
 impl Acknowledger for StreamAcker {
     fn ack(&self, acks: Acks) {
+        let done = acks.successful.len() + acks.failed.len();
         let mut ids: Vec<StreamId> = acks.successful.iter().map(|t| StreamId { ms: t.0, seq: t.1 }).collect();
         let mut kept = 0u64;
         for f in &acks.failed {
+            let id = StreamId {
+                ms: f.token.0,
+                seq: f.token.1,
+            };
             if f.on_failure == OnFailure::Ack || self.on_failed == OnFailed::Ack {
-                ids.push(StreamId {
-                    ms: f.token.0,
-                    seq: f.token.1,
-                });
+                ids.push(id);
             } else {
                 kept += 1;
-                debug!(id = %StreamId { ms: f.token.0, seq: f.token.1 }, reason = %f.reason, "failed entry left pending");
+                debug!(%id, reason = %f.reason, "failed entry left pending");
             }
         }
         if kept > 0 {
             self.left_pending.increment(kept);
         }
-        if !ids.is_empty()
-            && self
-                .tx
-                .send(AckCmd::Ack {
-                    stream: self.stream,
-                    ids,
-                })
-                .is_err()
+        if self
+            .tx
+            .send(AckCmd::Ack {
+                stream: self.stream,
+                ids,
+                done,
+            })
+            .is_err()
         {
             warn!("Redis acknowledger stopped; entries stay pending and will be delivered again");
         }
@@ -67,67 +82,129 @@ impl Acknowledger for StreamAcker {
     }
 }
 
-/// Sends `XACK`s until every acknowledger is gone. Waiting acknowledgements are merged into
-/// one pipelined round trip; after a connection loss they are retried, never dropped.
-pub(crate) async fn run(
-    streams: Arc<[Arc<str>]>,
-    group: String,
-    conn: ConnectionManager<RedisConnector>,
-    mut rx: mpsc::UnboundedReceiver<AckCmd>,
-) {
-    let acked: Vec<metrics::Counter> = streams
-        .iter()
-        .map(|s| metrics::counter!(crate::metrics::ACKED, "stream" => s.to_string()))
-        .collect();
-    while let Some(first) = rx.recv().await {
-        let mut ids: Vec<Vec<StreamId>> = vec![Vec::new(); streams.len()];
-        let mut flushes = Vec::new();
-        let mut take = |cmd: AckCmd| match cmd {
-            AckCmd::Ack { stream, ids: more } => ids[stream].extend(more),
-            AckCmd::Flush(done) => flushes.push(done),
-        };
-        take(first);
-        while let Ok(cmd) = rx.try_recv() {
-            take(cmd);
-        }
-        if ids.iter().any(|v| !v.is_empty()) {
-            let mut pipe = redis::pipe();
-            for (i, v) in ids.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
-                let cmd = pipe.cmd("XACK").arg(&*streams[i]).arg(&group);
-                for id in v {
-                    cmd.arg(id.to_string());
+/// What the acknowledgement task shares with its source.
+pub(crate) struct AckTask {
+    pub(crate) opts: Arc<SourceOptions>,
+    pub(crate) link: Link,
+    /// Counted down here, once acknowledgements are sent: nothing in flight means nothing
+    /// left to `XACK` either, so the pending list is final.
+    pub(crate) in_flight: Arc<InFlight>,
+    /// Set when the source began draining: it reads no more.
+    pub(crate) draining: Arc<AtomicBool>,
+}
+
+/// How long to wait for a connection before saying so (and waiting on).
+const CONNECTION_WAIT: Duration = Duration::from_secs(30);
+
+impl AckTask {
+    /// Sends `XACK`s until every acknowledger is gone. Waiting acknowledgements are merged
+    /// into one pipelined round trip; after a connection loss they are retried, never dropped.
+    pub(crate) async fn run(self, mut rx: mpsc::UnboundedReceiver<AckCmd>) {
+        let streams = &self.opts.streams;
+        let acked: Vec<metrics::Counter> = streams
+            .iter()
+            .map(|s| metrics::counter!(crate::metrics::ACKED, "stream" => s.to_string()))
+            .collect();
+        let throttle = LogThrottle::new(Duration::from_secs(10));
+        let mut left = false;
+        let mut gave_up = false;
+        while let Some(first) = rx.recv().await {
+            let mut ids: Vec<Vec<StreamId>> = vec![Vec::new(); streams.len()];
+            let mut done = 0;
+            let mut flushes = Vec::new();
+            let mut take = |cmd: AckCmd| match cmd {
+                AckCmd::Ack {
+                    stream,
+                    ids: more,
+                    done: n,
+                } => {
+                    ids[stream].extend(more);
+                    done += n;
                 }
-                cmd.ignore();
+                AckCmd::Flush(reply) => flushes.push(reply),
+            };
+            take(first);
+            while let Ok(cmd) = rx.try_recv() {
+                take(cmd);
             }
-            loop {
-                let c = match conn.get().await {
-                    Ok(c) => c,
-                    Err(ConnectionError::Closed) => return,
-                    Err(_) => continue,
-                };
-                let mut redis_conn = (*c).clone();
-                match pipe.query_async::<()>(&mut redis_conn).await {
-                    Ok(()) => {
-                        for (i, v) in ids.iter().enumerate() {
-                            acked[i].increment(v.len() as u64);
-                        }
-                        break;
-                    }
-                    Err(e) if is_connection_error(&e) => {
-                        warn!(error = %e, "XACK failed; reconnecting and retrying");
-                        conn.report_broken(&c);
-                    }
-                    Err(e) => {
-                        // The group or stream is gone: there is nothing left to acknowledge.
-                        error!(error = %e, "XACK refused; entries stay pending");
-                        break;
+            if !gave_up && ids.iter().any(|v| !v.is_empty()) {
+                gave_up = !self.send(&ids, &throttle).await;
+                if !gave_up {
+                    for (i, v) in ids.iter().enumerate() {
+                        acked[i].increment(v.len() as u64);
                     }
                 }
             }
+            self.in_flight.done(done);
+            if !flushes.is_empty()
+                && !gave_up
+                && !left
+                && self.draining.load(Ordering::Acquire)
+                && self.in_flight.get() == 0
+            {
+                left = self.leave().await;
+            }
+            for reply in flushes {
+                let _ = reply.send(());
+            }
         }
-        for done in flushes {
-            let _ = done.send(());
+        self.link.close();
+    }
+
+    /// One pipelined `XACK` per stream, retried until sent. False if the link gave up.
+    async fn send(&self, ids: &[Vec<StreamId>], throttle: &LogThrottle) -> bool {
+        let mut pipe = redis::pipe();
+        for (i, v) in ids.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+            let cmd = pipe.cmd("XACK").arg(&*self.opts.streams[i]).arg(&self.opts.group);
+            for id in v {
+                cmd.arg(id.to_string());
+            }
+            cmd.ignore();
+        }
+        loop {
+            let c = match self.link.get(CONNECTION_WAIT).await {
+                Ok(c) => c,
+                Err(LinkError::GaveUp { last_error }) => {
+                    error!(url = %self.link.url(), last_error, "gave up reconnecting; unsent acknowledgements stay pending and will be delivered again");
+                    return false;
+                }
+                Err(LinkError::Unavailable(e)) => {
+                    if let Some(suppressed) = throttle.allow() {
+                        warn!(error = %Chain(&e), suppressed, "XACK waits for Redis");
+                    }
+                    continue;
+                }
+            };
+            match pipe.query_async::<()>(&mut (*c).clone()).await {
+                Ok(()) => {
+                    throttle.reset();
+                    return true;
+                }
+                Err(e) if is_unavailable(&e) => {
+                    if let Some(suppressed) = throttle.allow() {
+                        warn!(error = %Chain(&e), suppressed, "XACK failed; retrying");
+                    }
+                    if is_connection_error(&e) {
+                        self.link.report_broken(&c);
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                Err(e) => {
+                    // The group or stream is gone: there is nothing left to acknowledge.
+                    error!(error = %Chain(&e), "XACK refused; entries stay pending");
+                    return true;
+                }
+            }
         }
     }
-    conn.close();
+
+    /// Leaves the group where nothing is pending for this consumer; true once it is settled
+    /// (left, or staying because entries are pending).
+    async fn leave(&self) -> bool {
+        match self.link.get(Duration::from_secs(1)).await {
+            Ok(c) => group::leave(&self.opts, &mut (*c).clone()).await,
+            Err(_) => false,
+        }
+    }
 }

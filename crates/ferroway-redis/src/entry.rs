@@ -9,13 +9,55 @@ use redis::Value;
 pub type Fields = Vec<(String, Vec<u8>)>;
 
 /// The data of a message read from a stream: the entry's fields.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// Its `Debug` form shows UTF-8 values as strings, and [`to_json`](Entry::to_json) renders it
+/// as one JSON object, e.g. for dead-letter records:
+///
+/// ```
+/// use ferroway_redis::Entry;
+/// let e = Entry { fields: vec![("n".into(), b"7".to_vec()), ("raw".into(), vec![0xff, 0x00])] };
+/// assert_eq!(format!("{e:?}"), r#"Entry {"n": "7", "raw": b"\xff\x00"}"#);
+/// assert_eq!(e.to_json(), r#"{"n":"7","raw":{"base64":"/wA="}}"#);
+/// ```
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Entry {
     /// Field names and values, in the order Redis returned them.
     pub fields: Fields,
 }
 
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Value<'a>(&'a [u8]);
+        impl fmt::Debug for Value<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match std::str::from_utf8(self.0) {
+                    Ok(s) => fmt::Debug::fmt(s, f),
+                    Err(_) => write!(f, "b\"{}\"", self.0.escape_ascii()),
+                }
+            }
+        }
+        f.write_str("Entry ")?;
+        f.debug_map()
+            .entries(self.fields.iter().map(|(k, v)| (k, Value(v))))
+            .finish()
+    }
+}
+
 impl Entry {
+    /// The entry as one JSON object, fields in order: a UTF-8 value is a string, any other
+    /// value an object `{"base64": "..."}` (standard alphabet, padded).
+    pub fn to_json(&self) -> String {
+        let mut out = serde_json::Map::new();
+        for (k, v) in &self.fields {
+            let value = match std::str::from_utf8(v) {
+                Ok(s) => serde_json::Value::String(s.to_owned()),
+                Err(_) => serde_json::json!({ "base64": base64(v) }),
+            };
+            out.insert(k.clone(), value);
+        }
+        serde_json::Value::Object(out).to_string()
+    }
+
     /// The value of field `name`.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
@@ -25,6 +67,23 @@ impl Entry {
     pub fn get_str(&self, name: &str) -> Option<&str> {
         self.get(name).and_then(|v| std::str::from_utf8(v).ok())
     }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A stream entry id, `ms-seq`.
@@ -37,6 +96,19 @@ pub struct StreamId {
 }
 
 impl StreamId {
+    pub(crate) const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
+
+    /// The smallest id after this one.
+    pub(crate) fn next(self) -> StreamId {
+        match self.seq.checked_add(1) {
+            Some(seq) => StreamId { ms: self.ms, seq },
+            None => StreamId {
+                ms: self.ms + 1,
+                seq: 0,
+            },
+        }
+    }
+
     /// Parses `ms-seq`.
     pub fn parse(s: &str) -> Option<Self> {
         let (ms, seq) = s.split_once('-')?;
@@ -54,21 +126,43 @@ impl fmt::Display for StreamId {
 }
 
 /// Metadata of every message from a [`RedisSource`](crate::RedisSource):
-/// `message.metadata::<RedisMetadata>()`.
+/// `message.metadata::<RedisMetadata>()`. It is the message's
+/// [`Origin`](ferroway::pipeline::Origin) too, so dead-letter records name the stream, the
+/// entry id and the delivery count.
+///
+/// ```
+/// use ferroway::pipeline::Origin;
+/// use ferroway_redis::{RedisMetadata, StreamId};
+/// let md = RedisMetadata { stream: "orders".into(), id: StreamId { ms: 17, seq: 0 }, delivery_count: 1 };
+/// assert_eq!(md.fields()[1], ("id", "17-0".to_string()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisMetadata {
     /// The stream the entry was read from.
     pub stream: Arc<str>,
     /// The entry's id.
     pub id: StreamId,
-    /// How many times the group delivered it (1 on first delivery; more after claims).
+    /// How many times the group delivered it (1 on first delivery; more after a crash, a lost
+    /// connection or a claim).
     pub delivery_count: u64,
+}
+
+impl ferroway::pipeline::Origin for RedisMetadata {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("stream", self.stream.to_string()),
+            ("id", self.id.to_string()),
+            ("delivery_count", self.delivery_count.to_string()),
+        ]
+    }
 }
 
 /// One entry of a read; `fields` is `None` for an entry deleted while pending.
 pub(crate) struct RawEntry {
     pub(crate) id: StreamId,
     pub(crate) fields: Option<Fields>,
+    /// Deliveries so far, this one included.
+    pub(crate) deliveries: u64,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -122,7 +216,11 @@ pub(crate) fn parse_entries(v: Value) -> Vec<RawEntry> {
             }
             let f = parts.pop()?;
             let id = StreamId::parse(&text(&parts[0])?)?;
-            Some(RawEntry { id, fields: fields(f) })
+            Some(RawEntry {
+                id,
+                fields: fields(f),
+                deliveries: 1,
+            })
         })
         .collect()
 }

@@ -1,8 +1,19 @@
 //! Errors of the Redis connector.
 
+use ferroway::error::Unavailable;
+
 /// Invalid options, found before anything connects.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionsError {
+    /// The URL has no scheme Redis URLs use.
+    #[error(
+        "invalid Redis URL {url}: it must start with redis:// (or rediss:// for TLS, unix:// or \
+         redis+unix:// for a socket), e.g. redis://127.0.0.1:6379"
+    )]
+    UrlScheme {
+        /// The URL, password redacted.
+        url: String,
+    },
     /// The URL does not parse. The password is redacted.
     #[error("invalid Redis URL {url}: {reason}")]
     Url {
@@ -21,18 +32,66 @@ pub enum OptionsError {
     },
 }
 
-/// A write to Redis failed.
+/// Why a [`RedisSource`](crate::RedisSource) stopped. An outage is not one of them: the source
+/// waits for Redis to come back.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The reconnect policy ([`SourceOptions::reconnect`](crate::SourceOptions::reconnect))
+    /// ran out of attempts.
+    #[error(
+        "Redis source `{group}`: gave up reconnecting to {url} (the reconnect backoff ran out); last error: {last_error}"
+    )]
+    GaveUp {
+        /// The consumer group.
+        group: String,
+        /// The URL, password redacted.
+        url: String,
+        /// Why the last connection attempt failed.
+        last_error: String,
+    },
+    /// Redis refused a read (e.g. the group is missing and may not be created, or a stream
+    /// key holds another type).
+    #[error("Redis source `{group}` at {url}: {source}")]
+    Redis {
+        /// The consumer group.
+        group: String,
+        /// The URL, password redacted.
+        url: String,
+        /// Redis' error.
+        source: redis::RedisError,
+    },
+}
+
+/// A write to Redis failed as a whole.
+///
+/// An outage — connection refused, lost or timed out, a server loading its data or failing
+/// over — is [`SinkError::Unavailable`], which carries a
+/// [`ferroway::error::Unavailable`] in its source chain: returned from `handle_batch`, it makes
+/// the pipeline keep the messages and retry with backoff, never dead-letter them.
+///
+/// ```
+/// use ferroway::error::is_unavailable;
+/// use ferroway_redis::{RedisSink, SinkOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // Nothing listens on port 1.
+/// let sink = RedisSink::new(SinkOptions::new("redis://127.0.0.1:1", "out")).unwrap();
+/// let e = sink.add(&[vec![("n".into(), b"1".to_vec())]]).await.unwrap_err();
+/// assert!(is_unavailable(&e));
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// No connection could be had.
-    #[error("Redis sink `{stream}`: not connected: {reason}")]
-    Connection {
+    /// Redis cannot be reached or cannot serve now: retry later.
+    #[error("Redis sink `{stream}`: {source}")]
+    Unavailable {
         /// The stream written to.
         stream: String,
-        /// Why.
-        reason: String,
+        /// The outage, with its cause.
+        source: Unavailable,
     },
-    /// Redis refused the write (e.g. the key holds another type).
+    /// Redis refused the whole write (e.g. a command it does not know).
     #[error("Redis sink `{stream}`: {source}")]
     Redis {
         /// The stream written to.

@@ -17,13 +17,16 @@ mod ack;
 mod connection;
 mod entry;
 mod error;
+mod group;
+mod in_flight;
 pub mod metrics;
 mod options;
+mod reader;
 mod sink;
 mod source;
 
 pub use entry::{Entry, Fields, RedisMetadata, StreamId};
-pub use error::{OptionsError, SinkError};
+pub use error::{OptionsError, SinkError, SourceError};
 pub use options::{ClaimOptions, OnFailed, RedisUrl, SinkOptions, SourceOptions, StartId, Trim};
 pub use sink::RedisSink;
 pub use source::RedisSource;

@@ -23,12 +23,19 @@ impl RedisUrl {
         &self.0
     }
 
+    /// `text` with this URL, wherever it appears, replaced by its redacted form.
+    pub(crate) fn redact_in(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            return text.to_owned();
+        }
+        text.replace(self.expose(), &self.redacted())
+    }
+
     /// The URL with any password replaced by `***`.
     pub fn redacted(&self) -> String {
         let s = &*self.0;
-        let Some(scheme_end) = s.find("://").map(|i| i + 3) else {
-            return s.to_owned();
-        };
+        // Without a scheme (a mistake validation reports), userinfo is masked all the same.
+        let scheme_end = s.find("://").map_or(0, |i| i + 3);
         let rest = &s[scheme_end..];
         let Some(at) = rest.rfind('@') else { return s.to_owned() };
         let userinfo = &rest[..at];
@@ -112,6 +119,12 @@ impl Default for ClaimOptions {
 
 /// Options of a [`RedisSource`](crate::RedisSource).
 ///
+/// The consumer name defaults to the host name — in Kubernetes the pod name, which survives a
+/// container restart — so that a restarted process finds its own pending entries at once
+/// instead of leaving them to be claimed after `min_idle`. Two processes on one host reading
+/// with one group must set distinct names with [`consumer`](Self::consumer): one name is one
+/// consumer to Redis, and two processes sharing it would take each other's pending entries.
+///
 /// ```
 /// use std::time::Duration;
 /// use ferroway_redis::{ClaimOptions, SourceOptions, StartId};
@@ -138,10 +151,10 @@ pub struct SourceOptions {
 }
 
 impl SourceOptions {
-    /// Reads `streams` as consumer group `group`. Defaults: a consumer name unique to this
-    /// process, group created if missing (from the beginning, with `MKSTREAM`), `BLOCK` 1 s,
-    /// at most 1000 entries per read, claiming after 60 s idle, failed entries left pending,
-    /// reconnection with exponential backoff from 100 ms to 5 s.
+    /// Reads `streams` as consumer group `group`. Defaults: the host name as consumer name
+    /// (see above), group created if missing (from the beginning, with `MKSTREAM`), `BLOCK`
+    /// 1 s, at most 1000 entries per read, claiming after 60 s idle, failed entries left
+    /// pending, reconnection with exponential backoff from 100 ms to 5 s, never giving up.
     pub fn new(
         url: impl Into<String>,
         group: impl Into<String>,
@@ -162,10 +175,22 @@ impl SourceOptions {
     }
 
     /// This consumer's name in the group. Keep it stable across restarts so the consumer
-    /// finds its own pending entries again.
+    /// finds its own pending entries again, and distinct from every other process reading
+    /// with the same group.
     pub fn consumer(mut self, name: impl Into<String>) -> Self {
         self.consumer = name.into();
         self
+    }
+
+    /// This consumer's name in the group (by default the host name).
+    ///
+    /// ```
+    /// let opts = ferroway_redis::SourceOptions::new("redis://127.0.0.1", "g", ["s"]);
+    /// assert_eq!(opts.consumer_name(), opts.clone().consumer_name());
+    /// assert_eq!(opts.consumer("worker-2").consumer_name(), "worker-2");
+    /// ```
+    pub fn consumer_name(&self) -> &str {
+        &self.consumer
     }
 
     /// Create the group (and the stream) if missing, starting at `start`; `None` requires both
@@ -175,7 +200,9 @@ impl SourceOptions {
         self
     }
 
-    /// How long one `XREADGROUP` waits for new entries. Draining never waits for it.
+    /// How long one `XREADGROUP` waits for new entries. A graceful stop waits for the read
+    /// under way (at most this long) and processes what it returns, so nothing is left
+    /// pending. The connection's reply timeout is set above it.
     pub fn block(mut self, d: Duration) -> Self {
         self.block = d;
         self
@@ -199,7 +226,9 @@ impl SourceOptions {
         self
     }
 
-    /// Backoff between reconnection attempts.
+    /// Backoff between reconnection attempts, and between retries while Redis cannot serve
+    /// (e.g. while it loads its data after a restart). A policy that runs out stops the source
+    /// with [`SourceError::GaveUp`](crate::SourceError::GaveUp); the default never does.
     pub fn reconnect(mut self, policy: Backoff) -> Self {
         self.reconnect = policy;
         self
@@ -303,11 +332,18 @@ impl SinkOptions {
 }
 
 fn validate_url(url: &RedisUrl) -> Result<(), OptionsError> {
+    let scheme = url.expose().split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    if !matches!(
+        scheme.as_deref(),
+        Some("redis" | "rediss" | "unix" | "redis+unix" | "valkey" | "valkeys" | "valkey+unix")
+    ) {
+        return Err(OptionsError::UrlScheme { url: url.redacted() });
+    }
     redis::Client::open(url.expose())
         .map(|_| ())
         .map_err(|e| OptionsError::Url {
             url: url.redacted(),
-            reason: e.to_string().replace(url.expose(), &url.redacted()),
+            reason: url.redact_in(&e.to_string()),
         })
 }
 
@@ -317,11 +353,14 @@ fn default_reconnect() -> Backoff {
         .jitter(Jitter::Equal)
 }
 
+/// The host name: the same for every run on this host (or in this pod), so a restarted
+/// process is the same consumer.
 fn default_consumer_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .chain(std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "ferroway".to_owned());
-    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+        .find(|h| !h.is_empty())
+        .unwrap_or_else(|| "ferroway".to_owned())
 }

@@ -1,12 +1,13 @@
 //! The sink: `XADD`s a batch of messages in one pipelined round trip.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use ferroway::error::Unavailable;
 use ferroway::pipeline::Message;
-use ferroway::resilience::ConnectionManager;
 use redis::Value;
 
-use crate::connection::{self, RedisConnector, is_connection_error};
+use crate::connection::{Link, LinkError, REPLY_TIMEOUT, is_connection_error, is_unavailable, is_unavailable_code};
 use crate::entry::{Fields, StreamId};
 use crate::error::{OptionsError, SinkError};
 use crate::options::{SinkOptions, Trim};
@@ -25,7 +26,8 @@ use crate::options::{SinkOptions, Trim};
 ///         Ok(())
 ///     }
 ///     async fn handle_batch(&self, batch: &mut [Message<String>], _: &BatchInfo) -> Result<(), ferroway::BoxError> {
-///         // A lost connection fails the batch; an entry Redis refuses fails its message.
+///         // An outage is an error carrying `Unavailable`: the pipeline retries the batch.
+///         // An entry Redis refuses fails its message only.
 ///         self.0.send(batch, |m| vec![("payload".into(), m.data().clone().into_bytes())]).await?;
 ///         Ok(())
 ///     }
@@ -40,7 +42,7 @@ use crate::options::{SinkOptions, Trim};
 /// ```
 pub struct RedisSink {
     opts: Arc<SinkOptions>,
-    conn: ConnectionManager<RedisConnector>,
+    link: Link,
     written: metrics::Counter,
 }
 
@@ -52,26 +54,33 @@ impl std::fmt::Debug for RedisSink {
     }
 }
 
+/// How long a write waits for a connection before reporting the outage (the pipeline then
+/// retries it with backoff).
+const CONNECTION_WAIT: Duration = Duration::from_secs(2);
+
 impl RedisSink {
     /// A sink for `opts`; connects lazily. Must be called inside a Tokio runtime.
     pub fn new(opts: SinkOptions) -> Result<Self, OptionsError> {
         opts.validate()?;
-        let conn = connection::manager(
+        let link = Link::new(
             &opts.url,
-            format!("ferroway-sink-{}", opts.stream),
+            &format!("ferroway-sink-{}", opts.stream),
+            REPLY_TIMEOUT,
             opts.reconnect.clone(),
         );
         let written = metrics::counter!(crate::metrics::WRITTEN, "stream" => opts.stream.clone());
         Ok(RedisSink {
             opts: Arc::new(opts),
-            conn,
+            link,
             written,
         })
     }
 
     /// `XADD`s one entry per message, with the fields `fields` makes of it, in one pipelined
-    /// round trip. An entry Redis refuses marks its message failed; a lost connection is an
-    /// error for the whole batch (some entries may have been added: at-least-once).
+    /// round trip. An entry Redis refuses marks its message failed. An outage is an error for
+    /// the whole batch ([`SinkError::Unavailable`]), and no message is failed: return it from
+    /// `handle_batch` and the pipeline retries the batch until Redis is back. Some entries may
+    /// have been added before the outage, so a retry can add them twice: at-least-once.
     pub async fn send<T>(
         &self,
         messages: &mut [Message<T>],
@@ -88,6 +97,7 @@ impl RedisSink {
     }
 
     /// `XADD`s `entries` in one pipelined round trip; per entry, its id or Redis' refusal.
+    /// An outage fails the whole call with [`SinkError::Unavailable`].
     pub async fn add(&self, entries: &[Fields]) -> Result<Vec<Result<StreamId, String>>, SinkError> {
         if entries.is_empty() {
             return Ok(Vec::new());
@@ -110,36 +120,47 @@ impl RedisSink {
                 cmd.arg(k).arg(v.as_slice());
             }
         }
-        let stream = || self.opts.stream.clone();
-        let c = self.conn.get().await.map_err(|e| SinkError::Connection {
-            stream: stream(),
-            reason: e.to_string(),
+        let unavailable = |source: Unavailable| SinkError::Unavailable {
+            stream: self.opts.stream.clone(),
+            source,
+        };
+        let c = self.link.get(CONNECTION_WAIT).await.map_err(|e| match e {
+            LinkError::Unavailable(u) => unavailable(u),
+            LinkError::GaveUp { last_error } => unavailable(self.link.unavailable(format!(
+                "gave up reconnecting (the reconnect backoff ran out); last error: {last_error}"
+            ))),
         })?;
-        let mut rc = (*c).clone();
-        let replies: Vec<Value> = match pipe.query_async(&mut rc).await {
+        let replies: Vec<Value> = match pipe.query_async(&mut (*c).clone()).await {
             Ok(v) => v,
-            Err(e) => {
+            Err(e) if is_unavailable(&e) => {
                 if is_connection_error(&e) {
-                    self.conn.report_broken(&c);
+                    self.link.report_broken(&c);
                 }
+                return Err(unavailable(self.link.unavailable(e)));
+            }
+            Err(e) => {
                 return Err(SinkError::Redis {
-                    stream: stream(),
+                    stream: self.opts.stream.clone(),
                     source: e,
                 });
             }
         };
-        let out: Vec<Result<StreamId, String>> = replies
-            .into_iter()
-            .map(|v| match v {
+        let mut out = Vec::with_capacity(replies.len());
+        for v in replies {
+            out.push(match v {
                 Value::BulkString(b) => std::str::from_utf8(&b)
                     .ok()
                     .and_then(StreamId::parse)
                     .ok_or_else(|| "unexpected reply".to_owned()),
                 Value::SimpleString(s) => StreamId::parse(&s).ok_or_else(|| "unexpected reply".to_owned()),
-                Value::ServerError(e) => Err(format!("{e:?}")),
+                // The server, not the entry: e.g. still loading its data after a restart.
+                Value::ServerError(e) if is_unavailable_code(e.code()) => {
+                    return Err(unavailable(self.link.unavailable(format!("XADD refused: {e}"))));
+                }
+                Value::ServerError(e) => Err(e.to_string()),
                 other => Err(format!("unexpected reply {other:?}")),
-            })
-            .collect();
+            });
+        }
         self.written.increment(out.iter().filter(|r| r.is_ok()).count() as u64);
         Ok(out)
     }

@@ -1,24 +1,32 @@
 //! The source: a consumer-group reader that emits entries as pipeline messages.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use ferroway::BoxError;
+use ferroway::error::Chain;
 use ferroway::pipeline::{AckToken, Acknowledger, Message, OnFailure};
-use ferroway::resilience::{ConnectionError, ConnectionManager};
+use ferroway::resilience::{Connection, StatefulBackoff};
 use ferroway::stage::{Emit, Producer};
+use ferroway::telemetry::LogThrottle;
+use redis::RedisError;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, warn};
 
-use crate::ack::{self, AckCmd, StreamAcker};
-use crate::connection::{self, RedisConnector, is_connection_error};
-use crate::entry::{Entry, RawEntry, RedisMetadata, StreamId, parse_entries, parse_pending, parse_read};
-use crate::error::OptionsError;
+use crate::ack::{AckCmd, AckTask, StreamAcker};
+use crate::connection::{Link, LinkError, REPLY_TIMEOUT, is_connection_error, is_unavailable};
+use crate::entry::{Entry, RedisMetadata, StreamId};
+use crate::error::{OptionsError, SourceError};
+use crate::in_flight::InFlight;
 use crate::options::SourceOptions;
+use crate::reader::{Batch, Reader};
 
 /// Reads Redis streams as a member of a consumer group and emits each entry as a
-/// [`Message<Entry>`] carrying [`RedisMetadata`]; a pipeline producer.
+/// [`Message<Entry>`] carrying [`RedisMetadata`] (also its
+/// [`Origin`](ferroway::pipeline::Origin)); a pipeline producer.
 ///
 /// - It reads only as many entries as the pipeline demands (`XREADGROUP … COUNT`).
 /// - On start it first re-reads this consumer's own pending entries — delivered before a crash
@@ -28,8 +36,27 @@ use crate::options::SourceOptions;
 ///   to the pipeline's dead-letter sink) and is acknowledged.
 /// - A message is `XACK`ed only after the pipeline finished with it. Acknowledgements are
 ///   batched and sent by a task of their own, retried across reconnections.
-/// - A dropped connection is re-established with backoff; entries whose delivery was cut off
-///   are read again from the pending list. Nothing is lost.
+/// - An entry in flight is never emitted again by this process.
+/// - An outage is a pause: a dropped connection is re-established with backoff and entries
+///   whose delivery was cut off are read again from the pending list. No message fails
+///   because Redis was away.
+/// - A graceful stop processes the read under way and acknowledges everything; with nothing
+///   left pending, the consumer then leaves the group (`XGROUP DELCONSUMER`).
+///
+/// # Redelivered entries and crash loops
+///
+/// Entries read again — this consumer's own pending entries after a restart or a lost
+/// connection, and claimed entries — are emitted in groups with nothing else in flight: the
+/// source waits until every message emitted before is acknowledged, emits the group, and
+/// waits for it in turn. A group holds up to the demand on an entry's second delivery, half
+/// as many with every further one, and an entry at its last allowed delivery
+/// (`max_deliveries`) comes alone. So an entry that crashes the process (an abort, an
+/// out-of-memory kill) drags no innocent entry past the limit: only it is dead-lettered.
+///
+/// The cost: while redelivered entries wait, new entries are not read, and each group takes
+/// one pipeline round trip — including a batcher's `batch_timeout` when the group is smaller
+/// than its `batch_size`. After one crash the pending entries come back in a few large
+/// groups; after repeated crashes of the same entries the groups shrink to one entry each.
 ///
 /// ```no_run
 /// use ferroway::pipeline::{Handler, Message, Pipeline};
@@ -39,36 +66,37 @@ use crate::options::SourceOptions;
 /// impl Handler for Print {
 ///     type Data = Entry;
 ///     async fn handle_message(&self, m: &mut Message<Entry>) -> Result<(), ferroway::BoxError> {
-///         println!("{:?}", m.data().get_str("payload"));
+///         println!("{:?}", m.data());
 ///         Ok(())
 ///     }
 /// }
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let opts = SourceOptions::new("redis://127.0.0.1:6379", "printers", ["events"]).consumer("printer-1");
+/// let opts = SourceOptions::new("redis://127.0.0.1:6379", "printers", ["events"]);
 /// opts.validate()?;
 /// let pipeline = Pipeline::builder("print", Print)
 ///     .producer(move || RedisSource::new(opts.clone()).expect("validated"))
 ///     .start()
 ///     .await?;
-/// pipeline.join().await?;
+/// pipeline.run_until(ferroway::shutdown_signal()).await?;
 /// # Ok(()) }
 /// ```
 pub struct RedisSource {
     opts: Arc<SourceOptions>,
-    conn: ConnectionManager<RedisConnector>,
+    link: Link,
+    /// Home while no read runs; inside the read task otherwise.
+    reader: Option<Reader>,
+    read: Option<(JoinHandle<ReadResult>, Connection<MultiplexedConnection>)>,
     ackers: Vec<Arc<dyn Acknowledger>>,
     ack_tx: mpsc::UnboundedSender<AckCmd>,
-    /// Per stream: reading this consumer's own pending entries after the id (`Some`), or new
-    /// entries (`None`).
-    history: Vec<Option<StreamId>>,
-    /// Per stream: the last id emitted, where to resume the pending list after a reconnect.
-    last_emitted: Vec<StreamId>,
-    groups_ready: bool,
-    next_claim: Instant,
-    read: Vec<metrics::Counter>,
-    claimed: Vec<metrics::Counter>,
+    in_flight: Arc<InFlight>,
+    draining: Arc<AtomicBool>,
+    retry: StatefulBackoff,
+    outage: LogThrottle,
+    read_total: Vec<metrics::Counter>,
 }
+
+type ReadResult = (Reader, Result<Vec<Batch>, RedisError>);
 
 impl std::fmt::Debug for RedisSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,22 +106,14 @@ impl std::fmt::Debug for RedisSource {
     }
 }
 
-enum Failure {
-    Connection(redis::RedisError),
-    NoGroup(redis::RedisError),
-    Fatal(redis::RedisError),
-}
+/// How long to wait for a connection before saying so (and waiting on).
+const CONNECTION_WAIT: Duration = Duration::from_secs(30);
 
-impl From<redis::RedisError> for Failure {
-    fn from(e: redis::RedisError) -> Self {
-        if is_connection_error(&e) {
-            Failure::Connection(e)
-        } else if e.code() == Some("NOGROUP") {
-            Failure::NoGroup(e)
-        } else {
-            Failure::Fatal(e)
-        }
-    }
+/// What a finished read leads to.
+enum After {
+    Emit(Vec<Message<Entry>>),
+    /// Redis cannot serve now: wait before reading again.
+    Pause,
 }
 
 impl RedisSource {
@@ -101,11 +121,26 @@ impl RedisSource {
     /// Tokio runtime (pipeline producer factories are).
     pub fn new(opts: SourceOptions) -> Result<Self, OptionsError> {
         opts.validate()?;
-        let conn = connection::manager(&opts.url, opts.consumer.clone(), opts.reconnect.clone());
-        let ack_conn = connection::manager(&opts.url, format!("{}-ack", opts.consumer), opts.reconnect.clone());
+        let opts = Arc::new(opts);
+        // Longer than a BLOCK, or every read that finds nothing would "lose" the connection.
+        let reply_timeout = opts.block + REPLY_TIMEOUT;
+        let link = Link::new(&opts.url, &opts.consumer, reply_timeout, opts.reconnect.clone());
+        let ack_link = Link::new(
+            &opts.url,
+            &format!("{}-ack", opts.consumer),
+            REPLY_TIMEOUT,
+            opts.reconnect.clone(),
+        );
+        let in_flight = InFlight::of(format!("{}\n{}\n{}", opts.url.expose(), opts.group, opts.consumer));
+        let draining = Arc::new(AtomicBool::new(false));
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let streams: Arc<[Arc<str>]> = opts.streams.iter().cloned().collect();
-        tokio::spawn(ack::run(streams, opts.group.clone(), ack_conn, ack_rx));
+        let task = AckTask {
+            opts: opts.clone(),
+            link: ack_link,
+            in_flight: in_flight.clone(),
+            draining: draining.clone(),
+        };
+        tokio::spawn(task.run(ack_rx));
         let left_pending = metrics::counter!(crate::metrics::LEFT_PENDING);
         let ackers = (0..opts.streams.len())
             .map(|stream| {
@@ -117,59 +152,134 @@ impl RedisSource {
                 }) as Arc<dyn Acknowledger>
             })
             .collect();
-        let n = opts.streams.len();
-        let counter = |name: &'static str| -> Vec<metrics::Counter> {
-            opts.streams
-                .iter()
-                .map(|s| metrics::counter!(name, "stream" => s.to_string()))
-                .collect()
-        };
         Ok(RedisSource {
-            read: counter(crate::metrics::READ),
-            claimed: counter(crate::metrics::CLAIMED),
+            read_total: opts
+                .streams
+                .iter()
+                .map(|s| metrics::counter!(crate::metrics::READ, "stream" => s.to_string()))
+                .collect(),
+            reader: Some(Reader::new(opts.clone())),
+            read: None,
             ackers,
             ack_tx,
-            history: vec![Some(StreamId { ms: 0, seq: 0 }); n],
-            last_emitted: vec![StreamId { ms: 0, seq: 0 }; n],
-            groups_ready: false,
-            next_claim: Instant::now(),
-            conn,
-            opts: Arc::new(opts),
+            in_flight,
+            draining,
+            retry: opts.reconnect.stateful(),
+            outage: LogThrottle::new(Duration::from_secs(10)),
+            link,
+            opts,
         })
     }
 
-    async fn ensure_groups(&mut self, c: &mut MultiplexedConnection) -> Result<(), Failure> {
-        if let Some(start) = &self.opts.create_group {
-            for s in &self.opts.streams {
-                let r: redis::RedisResult<()> = redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(&**s)
-                    .arg(&self.opts.group)
-                    .arg(start.as_arg())
-                    .arg("MKSTREAM")
-                    .query_async(c)
-                    .await;
-                match r {
-                    Ok(()) => info!(stream = %s, group = %self.opts.group, "created consumer group"),
-                    Err(e) if e.code() == Some("BUSYGROUP") => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+    /// Starts the next read in a task of its own, which keeps the reply if this future is
+    /// dropped (as it is when draining begins).
+    async fn start_read(&mut self, count: usize) -> Result<(), BoxError> {
+        let redelivering = self.reader.as_ref().is_some_and(Reader::redelivering);
+        if redelivering && self.in_flight.get() > 0 {
+            debug!(
+                in_flight = self.in_flight.get(),
+                "waiting for in-flight entries to be acknowledged before redelivering"
+            );
+            self.in_flight.empty().await;
         }
-        self.groups_ready = true;
+        let conn = self.connection().await?;
+        let Some(mut reader) = self.reader.take() else {
+            return Err("the Redis source lost its reader to a failed read task".into());
+        };
+        let mut c = (*conn).clone();
+        let task = tokio::spawn(async move {
+            let r = reader.step(&mut c, count).await;
+            (reader, r)
+        });
+        self.read = Some((task, conn));
         Ok(())
     }
 
-    fn message(
-        &mut self,
-        stream: usize,
-        id: StreamId,
-        fields: crate::entry::Fields,
-        deliveries: u64,
-    ) -> Message<Entry> {
+    async fn connection(&self) -> Result<Connection<MultiplexedConnection>, SourceError> {
+        loop {
+            match self.link.get(CONNECTION_WAIT).await {
+                Ok(c) => return Ok(c),
+                Err(LinkError::GaveUp { last_error }) => {
+                    return Err(SourceError::GaveUp {
+                        group: self.opts.group.clone(),
+                        url: self.link.url().redacted(),
+                        last_error,
+                    });
+                }
+                Err(LinkError::Unavailable(e)) => {
+                    if let Some(suppressed) = self.outage.allow() {
+                        warn!(consumer = %self.opts.consumer, error = %Chain(&e), suppressed, "waiting for Redis");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the finished read's reply: messages, or what to do about its error.
+    fn settle(&mut self, joined: ReadResult, conn: &Connection<MultiplexedConnection>) -> Result<After, SourceError> {
+        let (reader, result) = joined;
+        let reader = self.reader.insert(reader);
+        let e = match result {
+            Ok(batches) => {
+                self.retry.succeed();
+                self.outage.reset();
+                return Ok(After::Emit(self.messages(batches)));
+            }
+            Err(e) => e,
+        };
+        if is_unavailable(&e) {
+            if let Some(suppressed) = self.outage.allow() {
+                warn!(consumer = %self.opts.consumer, error = %Chain(&e), suppressed, "Redis read failed; retrying");
+            }
+            // The reply may have been lost with its entries: they are in the pending list.
+            reader.connection_lost();
+            if is_connection_error(&e) {
+                self.link.report_broken(conn);
+                return Ok(After::Emit(Vec::new()));
+            }
+            return Ok(After::Pause);
+        }
+        if e.code() == Some("NOGROUP") && self.opts.create_group.is_some() {
+            warn!(error = %e, group = %self.opts.group, "consumer group missing; creating it again");
+            reader.rejoin();
+            return Ok(After::Emit(Vec::new()));
+        }
+        Err(SourceError::Redis {
+            group: self.opts.group.clone(),
+            url: self.link.url().redacted(),
+            source: e,
+        })
+    }
+
+    /// Turns read entries into messages; entries deleted while pending are acknowledged.
+    fn messages(&mut self, batches: Vec<Batch>) -> Vec<Message<Entry>> {
+        let mut out = Vec::with_capacity(batches.iter().map(|b| b.entries.len()).sum());
+        for Batch { stream, entries } in batches {
+            let before = out.len();
+            let mut gone = Vec::new();
+            for e in entries {
+                match e.fields {
+                    Some(fields) => out.push(self.message(stream, e.id, fields, e.deliveries)),
+                    None => gone.push(e.id),
+                }
+            }
+            if !gone.is_empty() {
+                debug!(stream = %self.opts.streams[stream], count = gone.len(), "acknowledging entries deleted while pending");
+                let _ = self.ack_tx.send(AckCmd::Ack {
+                    stream,
+                    ids: gone,
+                    done: 0,
+                });
+            }
+            self.read_total[stream].increment((out.len() - before) as u64);
+        }
+        self.in_flight.add(out.len());
+        out
+    }
+
+    fn message(&self, stream: usize, id: StreamId, fields: crate::entry::Fields, deliveries: u64) -> Message<Entry> {
         let mut m = Message::with_acker(Entry { fields }, self.ackers[stream].clone(), AckToken(id.ms, id.seq));
-        self.last_emitted[stream] = self.last_emitted[stream].max(id);
-        m.put_metadata(RedisMetadata {
+        m.put_origin(RedisMetadata {
             stream: self.opts.streams[stream].clone(),
             id,
             delivery_count: deliveries,
@@ -186,176 +296,6 @@ impl RedisSource {
         }
         m
     }
-
-    /// Turns read entries into messages; entries deleted while pending are acknowledged.
-    fn messages(
-        &mut self,
-        stream: usize,
-        entries: Vec<RawEntry>,
-        deliveries: impl Fn(StreamId) -> u64,
-    ) -> Vec<Message<Entry>> {
-        let mut out = Vec::with_capacity(entries.len());
-        let mut gone = Vec::new();
-        for RawEntry { id, fields } in entries {
-            match fields {
-                Some(fields) => {
-                    let d = deliveries(id);
-                    out.push(self.message(stream, id, fields, d));
-                }
-                None => gone.push(id),
-            }
-        }
-        if !gone.is_empty() {
-            debug!(stream = %self.opts.streams[stream], count = gone.len(), "acknowledging entries deleted while pending");
-            let _ = self.ack_tx.send(AckCmd::Ack { stream, ids: gone });
-        }
-        self.read[stream].increment(out.len() as u64);
-        out
-    }
-
-    /// Claims entries other consumers left idle.
-    async fn claim(&mut self, c: &mut MultiplexedConnection, count: usize) -> Result<Vec<Message<Entry>>, Failure> {
-        let Some(claim) = self.opts.claim.clone() else {
-            return Ok(Vec::new());
-        };
-        let idle_ms = claim.min_idle.as_millis() as u64;
-        let mut out = Vec::new();
-        for i in 0..self.opts.streams.len() {
-            let stream = self.opts.streams[i].clone();
-            let pending: redis::Value = redis::cmd("XPENDING")
-                .arg(&*stream)
-                .arg(&self.opts.group)
-                .arg("IDLE")
-                .arg(idle_ms)
-                .arg("-")
-                .arg("+")
-                .arg(count)
-                .query_async(c)
-                .await?;
-            let idle: Vec<(StreamId, u64)> = parse_pending(pending)
-                .into_iter()
-                .filter(|(_, consumer, _)| *consumer != self.opts.consumer)
-                .map(|(id, _, d)| (id, d))
-                .collect();
-            if idle.is_empty() {
-                continue;
-            }
-            let mut cmd = redis::cmd("XCLAIM");
-            cmd.arg(&*stream)
-                .arg(&self.opts.group)
-                .arg(&self.opts.consumer)
-                .arg(idle_ms);
-            for (id, _) in &idle {
-                cmd.arg(id.to_string());
-            }
-            let entries = parse_entries(cmd.query_async(c).await?);
-            self.claimed[i].increment(entries.len() as u64);
-            info!(stream = %stream, count = entries.len(), "claimed idle entries");
-            out.extend(self.messages(i, entries, |id| {
-                idle.iter().find(|(x, _)| *x == id).map_or(1, |(_, d)| d + 1)
-            }));
-        }
-        Ok(out)
-    }
-
-    /// This consumer's own pending entries, then new ones.
-    async fn read(&mut self, c: &mut MultiplexedConnection, count: usize) -> Result<Vec<Message<Entry>>, Failure> {
-        if !self.groups_ready {
-            self.ensure_groups(c).await?;
-        }
-        if let Some(interval) = self.opts.claim.as_ref().map(|c| c.interval)
-            && Instant::now() >= self.next_claim
-        {
-            self.next_claim = Instant::now() + interval;
-            let claimed = self.claim(c, count).await?;
-            if !claimed.is_empty() {
-                return Ok(claimed);
-            }
-        }
-        let in_history: Vec<usize> = (0..self.history.len()).filter(|&i| self.history[i].is_some()).collect();
-        if !in_history.is_empty() {
-            let mut cmd = self.xreadgroup(count, None);
-            for &i in &in_history {
-                cmd.arg(&*self.opts.streams[i]);
-            }
-            for &i in &in_history {
-                cmd.arg(self.history[i].map(|id| id.to_string()));
-            }
-            let mut reply = parse_read(cmd.query_async(c).await?);
-            let mut out = Vec::new();
-            for &i in &in_history {
-                let entries = match reply.iter().position(|(s, _)| *s == *self.opts.streams[i]) {
-                    Some(p) => std::mem::take(&mut reply[p].1),
-                    None => Vec::new(),
-                };
-                match entries.last() {
-                    None => self.history[i] = None,
-                    Some(last) => self.history[i] = Some(last.id),
-                }
-                if !entries.is_empty() {
-                    let counts = self.pending_counts(c, i, &entries).await?;
-                    out.extend(self.messages(i, entries, |id| {
-                        counts.iter().find(|(x, _)| *x == id).map_or(2, |(_, d)| *d)
-                    }));
-                }
-            }
-            if !out.is_empty() {
-                return Ok(out);
-            }
-        }
-        let live: Vec<usize> = (0..self.history.len()).filter(|&i| self.history[i].is_none()).collect();
-        let mut cmd = self.xreadgroup(count, Some(self.opts.block.as_millis() as u64));
-        for &i in &live {
-            cmd.arg(&*self.opts.streams[i]);
-        }
-        for _ in &live {
-            cmd.arg(">");
-        }
-        let reply = parse_read(cmd.query_async(c).await?);
-        let mut out = Vec::new();
-        for (stream, entries) in reply {
-            if let Some(i) = self.opts.streams.iter().position(|s| **s == *stream) {
-                out.extend(self.messages(i, entries, |_| 1));
-            }
-        }
-        Ok(out)
-    }
-
-    fn xreadgroup(&self, count: usize, block_ms: Option<u64>) -> redis::Cmd {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&self.opts.group)
-            .arg(&self.opts.consumer)
-            .arg("COUNT")
-            .arg(count);
-        if let Some(ms) = block_ms {
-            cmd.arg("BLOCK").arg(ms);
-        }
-        cmd.arg("STREAMS");
-        cmd
-    }
-
-    /// Delivery counts of re-read pending entries (`XPENDING` over their id range).
-    async fn pending_counts(
-        &self,
-        c: &mut MultiplexedConnection,
-        stream: usize,
-        entries: &[RawEntry],
-    ) -> Result<Vec<(StreamId, u64)>, Failure> {
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-            return Ok(Vec::new());
-        };
-        let v: redis::Value = redis::cmd("XPENDING")
-            .arg(&*self.opts.streams[stream])
-            .arg(&self.opts.group)
-            .arg(first.id.to_string())
-            .arg(last.id.to_string())
-            .arg(entries.len())
-            .arg(&self.opts.consumer)
-            .query_async(c)
-            .await?;
-        Ok(parse_pending(v).into_iter().map(|(id, _, d)| (id, d)).collect())
-    }
 }
 
 impl Producer for RedisSource {
@@ -364,33 +304,54 @@ impl Producer for RedisSource {
     async fn handle_demand(&mut self, demand: usize) -> Result<Emit<Message<Entry>>, BoxError> {
         let count = demand.min(self.opts.max_count).max(1);
         loop {
-            let c = match self.conn.get().await {
-                Ok(c) => c,
-                Err(ConnectionError::Closed) => return Err("the Redis connection manager was closed".into()),
-                // Still reconnecting: keep waiting (draining drops this call at once).
-                Err(_) => continue,
-            };
-            let mut rc: MultiplexedConnection = (*c).clone();
-            match self.read(&mut rc, count).await {
-                Ok(messages) if !messages.is_empty() => return Ok(Emit::Events(messages)),
-                // BLOCK timed out: read again.
-                Ok(_) => continue,
-                Err(Failure::Connection(e)) => {
-                    warn!(consumer = %self.opts.consumer, error = %e, "Redis connection lost; reconnecting");
-                    self.conn.report_broken(&c);
-                    // Entries of a read whose reply was lost sit in our pending list.
-                    for i in 0..self.history.len() {
-                        self.history[i] = Some(self.last_emitted[i]);
+            if self.read.is_none() {
+                self.start_read(count).await?;
+            }
+            let Some((task, _)) = self.read.as_mut() else { continue };
+            let joined = task.await;
+            let Some((_, conn)) = self.read.take() else { continue };
+            let joined = joined.map_err(|e| format!("the Redis read task failed: {e}"))?;
+            match self.settle(joined, &conn)? {
+                After::Emit(messages) if !messages.is_empty() => return Ok(Emit::Events(messages)),
+                After::Emit(_) => {}
+                After::Pause => {
+                    if let Some(pause) = self.retry.fail() {
+                        tokio::time::sleep(pause).await;
                     }
                 }
-                Err(Failure::NoGroup(e)) if self.opts.create_group.is_some() => {
-                    warn!(error = %e, "consumer group missing; creating it again");
-                    self.groups_ready = false;
-                }
-                Err(Failure::NoGroup(e) | Failure::Fatal(e)) => {
-                    return Err(format!("Redis source `{}` ({}): {e}", self.opts.group, self.opts.url).into());
-                }
             }
+        }
+    }
+
+    async fn prepare_for_draining(&mut self) -> Vec<Message<Entry>> {
+        self.draining.store(true, Ordering::Release);
+        let mut last = Vec::new();
+        if let Some((task, conn)) = self.read.take() {
+            // Redis may have answered already: those entries are ours to process now.
+            match task.await {
+                Ok(joined) => match self.settle(joined, &conn) {
+                    Ok(After::Emit(messages)) => last = messages,
+                    Ok(After::Pause) => {}
+                    Err(e) => error!(error = %Chain(&e), "the last Redis read failed"),
+                },
+                Err(e) => error!(error = %e, "the Redis read task failed"),
+            }
+        }
+        if last.is_empty() && self.in_flight.get() == 0 {
+            // No acknowledgement will come to flush: leave the group from here.
+            let (tx, rx) = oneshot::channel();
+            if self.ack_tx.send(AckCmd::Flush(tx)).is_ok() {
+                let _ = tokio::time::timeout(REPLY_TIMEOUT, rx).await;
+            }
+        }
+        last
+    }
+}
+
+impl Drop for RedisSource {
+    fn drop(&mut self) {
+        if let Some((task, _)) = &self.read {
+            task.abort();
         }
     }
 }
