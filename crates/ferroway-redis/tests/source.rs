@@ -294,7 +294,9 @@ async fn claimed_entries_of_a_dead_consumer_are_each_processed_exactly_once() {
         interval: Duration::from_millis(100),
         max_deliveries: 5,
     });
-    let p = Pipeline::builder("claim-once", rec.clone())
+    // Slow enough that claimed entries are still in flight when the source reads again.
+    let slow = Slow(rec.clone(), Duration::from_millis(2));
+    let p = Pipeline::builder("claim-once", slow)
         .producer(move || RedisSource::new(o.clone()).unwrap())
         .processors(Processors::new().concurrency(2))
         .start()
@@ -312,6 +314,18 @@ async fn claimed_entries_of_a_dead_consumer_are_each_processed_exactly_once() {
     assert!(rec.seen.lock().unwrap().iter().all(|(_, md)| md.delivery_count == 2));
     assert_eq!(pending_count(&mut c, &stream, "g").await, 0);
     delete(&mut c, &[&stream]).await;
+}
+
+/// Records, then takes its time.
+struct Slow(Record, Duration);
+
+impl Handler for Slow {
+    type Data = Entry;
+    async fn handle_message(&self, m: &mut Message<Entry>) -> Result<(), BoxError> {
+        self.0.handle_message(m).await?;
+        tokio::time::sleep(self.1).await;
+        Ok(())
+    }
 }
 
 /// Holds every message until released.
