@@ -3,9 +3,9 @@
 //!
 //! A redelivered entry is read only when this is zero — so it is handled alone, and nothing
 //! in flight or acknowledged but not yet `XACK`ed can be read again from the pending list —
-//! and the consumer leaves its group at a clean stop only when it is zero. One count per consumer name in a process: a producer
-//! restarted by its pipeline, or two sources given the same name, are the same Redis consumer
-//! and must see each other's entries.
+//! and the consumer leaves its group at a clean stop only when it is zero. One count per
+//! consumer (URL, group, name, streams) in a process: a producer restarted by its pipeline is
+//! the same Redis consumer as the one it replaces, and must see that one's entries.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +20,7 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    /// The count shared by every source of consumer `key` (URL, group, consumer) in this process.
+    /// The count shared by every source of consumer `key` in this process.
     pub(crate) fn of(key: String) -> Arc<InFlight> {
         static ALL: LazyLock<Mutex<HashMap<String, Weak<InFlight>>>> = LazyLock::new(Default::default);
         let mut all = ALL.lock().unwrap_or_else(|p| p.into_inner());

@@ -131,7 +131,13 @@ impl RedisSource {
             REPLY_TIMEOUT,
             opts.reconnect.clone(),
         );
-        let in_flight = InFlight::of(format!("{}\n{}\n{}", opts.url.expose(), opts.group, opts.consumer));
+        let in_flight = InFlight::of(format!(
+            "{}\n{}\n{}\n{}",
+            opts.url.expose(),
+            opts.group,
+            opts.consumer,
+            opts.streams.join("\n")
+        ));
         let draining = Arc::new(AtomicBool::new(false));
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let task = AckTask {

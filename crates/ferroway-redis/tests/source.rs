@@ -477,3 +477,94 @@ async fn a_graceful_stop_with_default_options_leaves_nothing_pending_while_entri
     assert_eq!(got, (0..total).collect::<Vec<_>>());
     delete(&mut c, &[&stream]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_consumer_name_is_stable_so_a_restart_finds_its_own_pending_entries() {
+    let mut c = redis().await;
+    let stream = unique("default-name");
+    xadd_n(&mut c, &stream, 0, 10).await;
+    // Built anew for each run, as a restarted process would. No claiming: only this consumer
+    // can get its pending entry back.
+    let opts = |stream: &str| {
+        SourceOptions::new(url(), "g", [stream])
+            .block(Duration::from_millis(100))
+            .claim(None)
+    };
+    let first = Record::failing(|n| n == 3);
+    let o = opts(&stream);
+    let p = Pipeline::builder("default-name-1", first.clone())
+        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .start()
+        .await
+        .unwrap();
+    wait_for(|| first.numbers().len() >= 10).await;
+    p.stop().await.unwrap();
+    assert_eq!(pending_count(&mut c, &stream, "g").await, 1, "entry 3 failed and stays pending");
+
+    let second = Record::default();
+    let o = opts(&stream);
+    let p = Pipeline::builder("default-name-2", second.clone())
+        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .start()
+        .await
+        .unwrap();
+    wait_for(|| !second.numbers().is_empty()).await;
+    p.stop().await.unwrap();
+    let seen = second.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].0, seen[0].1.delivery_count), (3, 2));
+    assert_eq!(pending_count(&mut c, &stream, "g").await, 0);
+    delete(&mut c, &[&stream]).await;
+}
+
+#[test]
+fn the_default_consumer_name_is_the_host_name() {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let opts = SourceOptions::new(url(), "g", ["s"]);
+    assert_eq!(opts.consumer_name(), host.trim());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_leaves_the_group_unless_entries_stay_pending() {
+    let mut c = redis().await;
+    let stream = unique("leave");
+    let run = |rec: Record| {
+        let o = opts("g", &stream, "leaver").claim(None);
+        Pipeline::builder("leave", rec)
+            .producer(move || RedisSource::new(o.clone()).unwrap())
+            .start()
+    };
+    // Everything processed: the consumer leaves.
+    xadd_n(&mut c, &stream, 0, 50).await;
+    let rec = Record::default();
+    let p = run(rec.clone()).await.unwrap();
+    wait_for(|| rec.numbers().len() >= 50).await;
+    assert_eq!(support::consumers(&mut c, &stream, "g").await, ["leaver"]);
+    p.stop().await.unwrap();
+    assert!(support::consumers(&mut c, &stream, "g").await.is_empty());
+
+    // A consumer left in the group by an earlier run, with nothing to read now: a run that
+    // acknowledges nothing leaves too.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATECONSUMER")
+        .arg(&stream)
+        .arg("g")
+        .arg("leaver")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let p = run(Record::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.stop().await.unwrap();
+    assert!(support::consumers(&mut c, &stream, "g").await.is_empty());
+
+    // A failed entry stays pending: the consumer stays, to find it on restart.
+    xadd_n(&mut c, &stream, 50, 60).await;
+    let rec = Record::failing(|n| n == 55);
+    let p = run(rec.clone()).await.unwrap();
+    wait_for(|| rec.numbers().len() >= 10).await;
+    p.stop().await.unwrap();
+    assert_eq!(support::consumers(&mut c, &stream, "g").await, ["leaver"]);
+    assert_eq!(support::consumer_pending(&mut c, &stream, "g", "leaver").await, 1);
+    delete(&mut c, &[&stream]).await;
+}
