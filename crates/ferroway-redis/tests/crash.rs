@@ -126,3 +126,87 @@ fn stopped_with_sigterm_and_restarted_there_are_no_duplicates() {
     assert_eq!(report.duplicates, 0);
     assert_eq!(subject.pending(), 0);
 }
+
+/// The dead-letter records' data (the entries' `n`) and reasons.
+fn dead_letters(path: &std::path::Path) -> Vec<(u64, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+            let n = v["data"].as_str().and_then(|d| d.parse().ok()).expect("data: n");
+            (n, v["reason"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn an_entry_that_crashes_the_process_is_the_only_one_dead_lettered() {
+    use std::os::unix::process::ExitStatusExt;
+    const N: u64 = 400;
+    const POISON: u64 = 150;
+    let mut subject = RedisStream::new("crash-poison");
+    let dead = subject.out.with_extension("dead");
+    let _ = std::fs::remove_file(&dead);
+    subject.feed(N).unwrap();
+    let innocent = |ids: &[u64]| {
+        let got: std::collections::HashSet<u64> = ids.iter().copied().collect();
+        (1..=N).filter(|&i| i != POISON).all(|i| got.contains(&i))
+    };
+    let started = std::time::Instant::now();
+    let mut crashes = 0;
+    let mut finished = false;
+    while !finished && crashes < 10 {
+        let mut child = subject
+            .command()
+            .arg(POISON.to_string())
+            .arg(&dead)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        loop {
+            let letters = dead_letters(&dead);
+            assert!(
+                letters.iter().all(|(n, _)| *n == POISON),
+                "{} innocent entries dead-lettered, e.g. {:?}",
+                letters.iter().filter(|(n, _)| *n != POISON).count(),
+                letters.iter().find(|(n, _)| *n != POISON)
+            );
+            if let Some(status) = child.try_wait().unwrap() {
+                assert_eq!(
+                    status.signal(),
+                    Some(6),
+                    "the child ended otherwise than by the poison's abort: {status}"
+                );
+                crashes += 1;
+                eprintln!("crash {crashes} after {:.1?}", started.elapsed());
+                break;
+            }
+            if !letters.is_empty() && innocent(&subject.record().unwrap()) {
+                let pid = child.id().to_string();
+                assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+                assert!(child.wait().unwrap().success(), "a clean stop after SIGTERM");
+                finished = true;
+                break;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(180) {
+                let _ = child.kill();
+                panic!(
+                    "not done within 180 s: {crashes} crashes, dead letters {letters:?}, {} entries recorded",
+                    subject.record().unwrap().len()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    eprintln!("poison test: {crashes} crashes, done in {:.1?}", started.elapsed());
+    // Delivered and crashed 3 times; the 4th delivery exceeds the limit of 3.
+    assert_eq!(crashes, 3);
+    let letters = dead_letters(&dead);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0].1.contains("delivered 4 times (limit 3)"), "{letters:?}");
+    let record = subject.record().unwrap();
+    assert!(!record.contains(&POISON));
+    assert!(innocent(&record), "every innocent entry was processed");
+    assert_eq!(subject.pending(), 0);
+    let _ = std::fs::remove_file(&dead);
+}

@@ -499,7 +499,11 @@ async fn the_default_consumer_name_is_stable_so_a_restart_finds_its_own_pending_
         .unwrap();
     wait_for(|| first.numbers().len() >= 10).await;
     p.stop().await.unwrap();
-    assert_eq!(pending_count(&mut c, &stream, "g").await, 1, "entry 3 failed and stays pending");
+    assert_eq!(
+        pending_count(&mut c, &stream, "g").await,
+        1,
+        "entry 3 failed and stays pending"
+    );
 
     let second = Record::default();
     let o = opts(&stream);
