@@ -176,10 +176,7 @@ impl AckTask {
                 }
             };
             match pipe.query_async::<()>(&mut (*c).clone()).await {
-                Ok(()) => {
-                    throttle.reset();
-                    return true;
-                }
+                Ok(()) => return true,
                 Err(e) if is_unavailable(&e) => {
                     if let Some(suppressed) = throttle.allow() {
                         warn!(error = %Chain(&e), suppressed, "XACK failed; retrying");

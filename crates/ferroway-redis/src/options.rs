@@ -339,6 +339,12 @@ fn validate_url(url: &RedisUrl) -> Result<(), OptionsError> {
     ) {
         return Err(OptionsError::UrlScheme { url: url.redacted() });
     }
+    if cfg!(not(feature = "tls")) && matches!(scheme.as_deref(), Some("rediss" | "valkeys")) {
+        return Err(OptionsError::Url {
+            url: url.redacted(),
+            reason: "TLS needs the `tls` feature of ferroway-redis".into(),
+        });
+    }
     redis::Client::open(url.expose())
         .map(|_| ())
         .map_err(|e| OptionsError::Url {

@@ -92,6 +92,7 @@ pub struct RedisSource {
     in_flight: Arc<InFlight>,
     draining: Arc<AtomicBool>,
     retry: StatefulBackoff,
+    /// Not reset when a read succeeds: a connection that keeps failing logs once a period.
     outage: LogThrottle,
     read_total: Vec<metrics::Counter>,
 }
@@ -228,7 +229,6 @@ impl RedisSource {
         let e = match result {
             Ok(batches) => {
                 self.retry.succeed();
-                self.outage.reset();
                 return Ok(After::Emit(self.messages(batches)));
             }
             Err(e) => e,
