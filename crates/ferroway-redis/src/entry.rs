@@ -15,9 +15,9 @@ pub type Fields = Vec<(String, Vec<u8>)>;
 ///
 /// ```
 /// use ferroway_redis::Entry;
-/// let e = Entry { fields: vec![("n".into(), b"7".to_vec()), ("raw".into(), vec![0xff, 0x00])] };
-/// assert_eq!(format!("{e:?}"), r#"Entry {"n": "7", "raw": b"\xff\x00"}"#);
-/// assert_eq!(e.to_json(), r#"{"n":"7","raw":{"base64":"/wA="}}"#);
+/// let e = Entry { fields: vec![("n".into(), b"7".to_vec()), ("raw".into(), vec![0xff, 0x00]), ("a\"".into(), b"x".to_vec())] };
+/// assert_eq!(format!("{e:?}"), r#"Entry {"n": "7", "raw": b"\xff\x00", "a\"": "x"}"#);
+/// assert_eq!(e.to_json(), r#"{"n":"7","raw":{"base64":"/wA="},"a\"":"x"}"#);
 /// ```
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Entry {
@@ -44,28 +44,24 @@ impl fmt::Debug for Entry {
 }
 
 impl Entry {
-    /// The entry as one JSON object, fields in order: a UTF-8 value is a string, any other
-    /// value an object `{"base64": "..."}` (standard alphabet, padded).
+    /// The entry as one JSON object, fields in the entry's order: a UTF-8 value is a string,
+    /// any other value an object `{"base64": "..."}` (standard alphabet, padded).
     pub fn to_json(&self) -> String {
-        let mut out = serde_json::Map::new();
-        for (k, v) in &self.fields {
-            let value = match std::str::from_utf8(v) {
-                Ok(s) => serde_json::Value::String(s.to_owned()),
-                Err(_) => serde_json::json!({ "base64": base64(v) }),
-            };
-            out.insert(k.clone(), value);
+        let text = |s: &str| serde_json::Value::from(s).to_string();
+        let mut out = String::from("{");
+        for (i, (k, v)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&text(k));
+            out.push(':');
+            match std::str::from_utf8(v) {
+                Ok(s) => out.push_str(&text(s)),
+                Err(_) => out.push_str(&format!(r#"{{"base64":"{}"}}"#, base64(v))),
+            }
         }
-        serde_json::Value::Object(out).to_string()
-    }
-
-    /// The value of field `name`.
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
-    }
-
-    /// The value of field `name`, if it is UTF-8.
-    pub fn get_str(&self, name: &str) -> Option<&str> {
-        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+        out.push('}');
+        out
     }
 }
 
@@ -263,4 +259,24 @@ pub(crate) fn parse_pending(v: Value) -> Vec<(StreamId, String, u64)> {
             Some((id, consumer, deliveries))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_pads_every_tail_length() {
+        let cases: [(&[u8], &str); 5] = [
+            (b"", ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(base64(bytes), expected);
+        }
+        assert_eq!(StreamId { ms: 1, seq: u64::MAX }.next(), StreamId { ms: 2, seq: 0 });
+    }
 }

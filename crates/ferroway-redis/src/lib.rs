@@ -5,12 +5,38 @@
 //!
 //! - [`RedisSource`]: a pipeline producer reading streams as a member of a consumer group;
 //!   each entry becomes a [`Message<Entry>`](ferroway::pipeline::Message) with
-//!   [`RedisMetadata`]; `XACK` only after the pipeline finished with it.
+//!   [`RedisMetadata`] (also its [`Origin`](ferroway::pipeline::Origin), so dead-letter
+//!   records name the stream and entry id); `XACK` only after the pipeline finished with it.
+//!   Redelivered entries come in isolated groups, so an entry that crashes the process is the
+//!   only one to reach the delivery limit (see [`RedisSource`] for what that costs).
 //! - [`RedisSink`]: pipelined `XADD`s with optional approximate trimming, confirmed before the
 //!   messages are acknowledged upstream.
 //!
-//! Redis' names are kept: stream, group, consumer, pending entries, claim, `XACK`.
-//! Metric names are listed in [`metrics`].
+//! An outage is not a bad message. The source pauses while Redis is away and reconnects with
+//! backoff; the sink reports it as [`SinkError::Unavailable`], which the pipeline waits out
+//! (retrying with backoff) instead of failing or dead-lettering anything.
+//!
+//! The consumer name defaults to the host name (the pod name in Kubernetes), so a restarted
+//! process is the same consumer and finds its pending entries; two processes on one host in
+//! one group must set distinct names ([`SourceOptions::consumer`]). A clean stop with nothing
+//! pending leaves the group.
+//!
+//! Everything is logged through `tracing` (connecting, group created or joined, entries
+//! claimed or recovered, outages — rate-limited); install a subscriber to see it. URLs are
+//! shown with their password redacted. Metric names are listed in [`metrics`]. Redis' names
+//! are kept: stream, group, consumer, pending entries, claim, `XACK`.
+//!
+//! ## Example
+//!
+//! `examples/stream_to_file.rs` is a complete program: a stream read by a consumer group,
+//! entries checked and enriched, batched into an NDJSON file made durable before `XACK`,
+//! failures in a dead-letter file, a clean stop on Ctrl-C or SIGTERM.
+//!
+//! ```text
+//! bash scripts/services/redis.sh   # a Redis on 127.0.0.1:6379, if you have none
+//! cargo run -p ferroway-redis --example stream_to_file -- --seed 10000
+//! RUST_LOG=debug cargo run -p ferroway-redis --example stream_to_file -- --url redis://host:6379 --out /tmp/orders
+//! ```
 #![deny(missing_docs)]
 
 mod ack;
