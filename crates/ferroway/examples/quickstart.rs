@@ -129,7 +129,10 @@ fn progress_line(source: &FileSource<ferroway::connector::Ndjson>, c: &Counts, s
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let n: u64 = match std::env::args().nth(1) {
         Some(a) => a.parse().map_err(|e| format!("EVENTS must be a number: {e}"))?,
         None => 500_000,
@@ -232,4 +235,3 @@ async fn main() -> Result<(), BoxError> {
     println!("  a second run reads {rest} lines (resumes from the checkpoint)");
     Ok(())
 }
-

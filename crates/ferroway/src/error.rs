@@ -186,6 +186,11 @@ impl Unavailable {
 /// or was lost (refused, reset, aborted, unreachable, timed out, broken pipe), or a Tokio
 /// timeout.
 ///
+/// A timeout counts as an outage, so a message that times out *every* time (one the
+/// destination chokes on) is retried until it goes through or the pipeline stops. When a
+/// timeout can mean "this message is too much", catch it in the handler and fail the message
+/// instead (`message.fail(..)`).
+///
 /// ```
 /// use ferroway::error::is_unavailable;
 /// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
@@ -198,6 +203,13 @@ pub fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
         if e.is::<Unavailable>() || e.is::<tokio::time::error::Elapsed>() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && is_unavailable(inner)
+        {
+            // `io::Error::other(Unavailable…)`: its `source()` skips the payload.
             return true;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>()

@@ -8,6 +8,11 @@
 /// If the handlers cannot be installed (no signal support in this process), it logs an
 /// error and never resolves, so the pipeline runs on rather than stopping at once.
 ///
+/// Only the first signal is seen here; the drain that follows is bounded by the pipeline's
+/// [`shutdown_timeout`](crate::pipeline::PipelineBuilder::shutdown_timeout). Once this has
+/// resolved, Tokio keeps its handler installed, so a second Ctrl-C no longer kills the
+/// process by default; a program that wants "second signal: stop now" listens again.
+///
 /// ```no_run
 /// # use ferroway::pipeline::Pipeline;
 /// # async fn serve(pipeline: Pipeline<String>) -> Result<(), ferroway::pipeline::PipelineError> {

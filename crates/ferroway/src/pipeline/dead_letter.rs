@@ -59,10 +59,11 @@ pub trait DeadLetterSink<T>: Send + Sync + 'static {
     fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>>;
 }
 
-impl<T: Clone + Send + Sync + 'static> DeadLetterSink<T> for mpsc::Sender<Message<T>> {
+impl<T: Clone + Send + 'static> DeadLetterSink<T> for mpsc::Sender<Message<T>> {
     fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
-        Box::pin(async move {
-            for m in messages.iter() {
+        let copies: Vec<Message<T>> = messages
+            .iter()
+            .map(|m| {
                 let mut copy = Message::new(m.data().clone());
                 if let Some(reason) = m.failure() {
                     copy.fail(reason);
@@ -70,6 +71,11 @@ impl<T: Clone + Send + Sync + 'static> DeadLetterSink<T> for mpsc::Sender<Messag
                 if let Some(info) = m.metadata::<DeadLetterInfo>() {
                     copy.put_metadata(info.clone());
                 }
+                copy
+            })
+            .collect();
+        Box::pin(async move {
+            for copy in copies {
                 mpsc::Sender::send(self, copy)
                     .await
                     .map_err(|_| "dead-letter channel closed")?;

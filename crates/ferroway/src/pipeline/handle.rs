@@ -97,16 +97,29 @@ impl DrainClock {
             }
             changed.await;
         };
-        tokio::time::sleep_until(started + timeout).await;
+        match started.checked_add(timeout) {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
     }
 }
 
 /// Starts draining a pipeline; see [`Pipeline::drainer`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Drainer {
     pipeline: Arc<str>,
     supervisor: SupervisorHandle,
     clock: Arc<DrainClock>,
+    /// Tells every running producer to drain, all at once.
+    producers: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Drainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Drainer")
+            .field("pipeline", &self.pipeline)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drainer {
@@ -115,6 +128,8 @@ impl Drainer {
     pub fn drain(&self) {
         if self.clock.start() {
             tracing::info!(pipeline = %self.pipeline, "draining: producers stop, in-flight messages finish");
+            // Every producer stops asking now; the supervisor then waits for them one by one.
+            (self.producers)();
             let sup = self.supervisor.clone();
             tokio::spawn(async move {
                 let _ = sup.shutdown().await;
@@ -203,10 +218,16 @@ impl<T: Send + 'static> Pipeline<T> {
     /// # Ok(()) }
     /// ```
     pub fn drainer(&self) -> Drainer {
+        let registry = self.registry.clone();
         Drainer {
             pipeline: self.name.clone(),
             supervisor: self.supervisor.clone(),
             clock: self.clock.clone(),
+            producers: Arc::new(move || {
+                for p in registry.lock().unwrap_or_else(|e| e.into_inner()).iter().flatten() {
+                    p.drain();
+                }
+            }),
         }
     }
 

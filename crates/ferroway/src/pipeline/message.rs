@@ -56,8 +56,6 @@ impl From<Arc<str>> for BatchKey {
 
 type AnyBox = Box<dyn Any + Send + Sync>;
 
-/// Typed metadata values. Connectors put one (their own type): it lives inline, so a message
-/// with metadata costs one allocation less.
 /// Where a message came from, in its source's own terms: what a dead-letter record, a log
 /// line or an error names so that an operator can find the original — `topic=orders
 /// partition=3 offset=42`, `stream=events id=1700000000000-0`, `path=in.ndjson line=7`.
@@ -85,6 +83,8 @@ pub trait Origin: Any + Send + Sync {
     fn fields(&self) -> Vec<(&'static str, String)>;
 }
 
+/// Typed metadata values. Connectors put one (their own type, usually as the origin): it
+/// lives in its own slot, so a message with metadata costs no vector allocation.
 #[derive(Default)]
 struct Metadata {
     first: Option<AnyBox>,
@@ -101,6 +101,11 @@ impl Metadata {
     }
 
     fn put<M: Any + Send + Sync>(&mut self, value: M) {
+        if self.origin.as_deref().is_some_and(|o| (o as &dyn Any).is::<M>()) {
+            // Metadata of the origin's type replaces the origin's value, which is no longer
+            // an origin (there is no `Origin` impl to call on a plain `M`).
+            self.origin = None;
+        }
         if let Some(slot) = self.first.iter_mut().chain(self.rest.iter_mut()).find(|m| m.is::<M>()) {
             *slot = Box::new(value);
         } else if self.first.is_none() {

@@ -24,6 +24,7 @@ struct Source<P, H: Handler> {
     /// Opens once every processor has subscribed, so a quick finite source cannot finish
     /// before all its consumers are there.
     gate: Option<oneshot::Receiver<()>>,
+    over_demand_warned: bool,
 }
 
 impl<P, H> Producer for Source<P, H>
@@ -43,6 +44,14 @@ where
         };
         let emit = self.inner.handle_demand(n).await?;
         let (Emit::Events(v) | Emit::Done(v)) = &emit;
+        if let Some(l) = &self.limiter {
+            l.release(n.saturating_sub(v.len()));
+        }
+        if v.len() > n && !self.over_demand_warned {
+            // The memory bound assumes producers answer within the demand they were given.
+            self.over_demand_warned = true;
+            tracing::warn!(pipeline = %self.shared.name, asked = n, got = v.len(), "the producer emitted more than demanded; memory is no longer bounded by demand");
+        }
         self.shared.entered(v.len());
         Ok(emit)
     }
@@ -86,6 +95,7 @@ where
                     shared: plan.shared.clone(),
                     limiter: plan.limiter.clone(),
                     gate: Some(gate),
+                    over_demand_warned: false,
                 };
                 let name = format!("{}.producer.{}", plan.shared.name, plan.index);
                 let opts = ProducerOptions::new()
@@ -110,13 +120,23 @@ where
                     p.subscribe_to(&pref, o).await?;
                 }
                 let _ = open.send(());
+                let abort = stage.task().abort_handle();
                 let join = stage.join();
                 tokio::pin!(join);
                 tokio::select! {
                     r = &mut join => r.map_err(BoxError::from),
                     _ = ctx.cancelled() => {
                         pref.drain();
-                        join.await.map_err(BoxError::from)
+                        // Processors that are gone (a failed pipeline) can take nothing more:
+                        // what the producer still holds is unacknowledged, and comes again.
+                        let gone = futures_util::future::join_all(plan.processors.iter().map(|p| p.tx.closed()));
+                        tokio::select! {
+                            r = &mut join => r.map_err(BoxError::from),
+                            _ = gone => {
+                                abort.abort();
+                                Ok(())
+                            }
+                        }
                     }
                 }
             }

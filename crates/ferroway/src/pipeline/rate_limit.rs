@@ -46,4 +46,12 @@ impl RateLimiter {
             tokio::time::sleep_until(wait_until).await;
         }
     }
+
+    /// Gives back permits taken but not used (a poll that found less than it asked for).
+    pub(crate) fn release(&self, unused: usize) {
+        if unused > 0 {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.0 = (st.0 + unused).min(self.allowed);
+        }
+    }
 }

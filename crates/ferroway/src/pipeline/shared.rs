@@ -98,27 +98,29 @@ impl<H: Handler> Shared<H> {
             Ok(()) => {}
             Err(panic) => warn!(pipeline = %self.name, reason = %panic_message(&*panic), "handle_failed panicked"),
         }
-        for m in failed.iter_mut() {
-            // handle_failed may not un-fail messages, but be robust if a message has no reason.
-            let reason = m.failure_arc().unwrap_or_else(|| "failed".into());
-            if self.dead_letter.is_some() {
-                m.put_metadata(DeadLetterInfo {
-                    pipeline: self.name.clone(),
-                    stage,
-                    reason,
-                });
-            }
-        }
-        // A message asked to be requeued goes back to its source, not to the dead letters.
+        // A message asked to be requeued goes back to its source at once, not to the dead
+        // letters (nor need it wait for them).
         let (mut letters, requeued): (Vec<_>, Vec<_>) = std::mem::take(failed)
             .into_iter()
             .partition(|m| m.on_failure() != OnFailure::Requeue);
-        // Requeued at once: they need not wait for the dead-letter sink.
-        let mut back = AckGroups::default();
-        self.add_failed(&mut back, requeued);
-        back.send(Some(&self.ackers));
+        if !requeued.is_empty() {
+            let mut back = AckGroups::default();
+            self.add_failed(&mut back, requeued);
+            back.send(Some(&self.ackers));
+        }
         let stored = match &self.dead_letter {
-            Some(sink) if !letters.is_empty() => self.dead_letter(stage, sink.as_ref(), &mut letters).await,
+            Some(sink) if !letters.is_empty() => {
+                for m in letters.iter_mut() {
+                    // handle_failed may not un-fail messages, but be robust if one has no reason.
+                    let reason = m.failure_arc().unwrap_or_else(|| "failed".into());
+                    m.put_metadata(DeadLetterInfo {
+                        pipeline: self.name.clone(),
+                        stage,
+                        reason,
+                    });
+                }
+                self.dead_letter(stage, sink.as_ref(), &mut letters).await
+            }
             _ => false,
         };
         if stored {

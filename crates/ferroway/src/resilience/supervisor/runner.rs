@@ -250,7 +250,8 @@ impl Runner {
                 i += 1;
             }
         }
-        let delay = self.restart_backoff.delays().nth(self.restart_times.len() - 1);
+        // A policy that runs out keeps its last delay: never back to a tight loop.
+        let delay = self.restart_backoff.delays().take(self.restart_times.len()).last();
         for child in &mut self.children[affected.start..end] {
             child.restarts += 1;
             child.delay = delay;
