@@ -63,6 +63,16 @@ impl Entry {
         out.push('}');
         out
     }
+
+    /// The value of field `name`.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+    }
+
+    /// The value of field `name`, if it is UTF-8.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
 }
 
 fn base64(bytes: &[u8]) -> String {

@@ -127,6 +127,18 @@ fn stopped_with_sigterm_and_restarted_there_are_no_duplicates() {
     assert_eq!(subject.pending(), 0);
 }
 
+/// A child killed if the test fails while it runs.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The dead-letter records' data (the entries' `n`) and reasons.
 fn dead_letters(path: &std::path::Path) -> Vec<(u64, String)> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -156,13 +168,16 @@ fn an_entry_that_crashes_the_process_is_the_only_one_dead_lettered() {
     let mut crashes = 0;
     let mut finished = false;
     while !finished && crashes < 10 {
-        let mut child = subject
-            .command()
-            .arg(POISON.to_string())
-            .arg(&dead)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = Reaped(
+            subject
+                .command()
+                .arg(POISON.to_string())
+                .arg(&dead)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let child = &mut child.0;
         loop {
             let letters = dead_letters(&dead);
             assert!(
@@ -189,7 +204,6 @@ fn an_entry_that_crashes_the_process_is_the_only_one_dead_lettered() {
                 break;
             }
             if started.elapsed() > std::time::Duration::from_secs(180) {
-                let _ = child.kill();
                 panic!(
                     "not done within 180 s: {crashes} crashes, dead letters {letters:?}, {} entries recorded",
                     subject.record().unwrap().len()
