@@ -93,6 +93,14 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// A stream entry id, `ms-seq`.
+///
+/// ```
+/// use ferroway_redis::StreamId;
+/// let id = StreamId::parse("1700000000000-3").unwrap();
+/// assert_eq!((id.ms, id.seq), (1_700_000_000_000, 3));
+/// assert_eq!(id.to_string(), "1700000000000-3");
+/// assert!(StreamId::parse("nope").is_none());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamId {
     /// Milliseconds part.

@@ -3,6 +3,13 @@
 use ferroway::error::Unavailable;
 
 /// Invalid options, found before anything connects.
+///
+/// ```
+/// use ferroway_redis::{OptionsError, SourceOptions};
+/// let e = SourceOptions::new("127.0.0.1:6379", "g", ["s"]).validate().unwrap_err();
+/// assert!(matches!(e, OptionsError::UrlScheme { .. }));
+/// assert!(e.to_string().contains("must start with redis://"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionsError {
     /// The URL has no scheme Redis URLs use.
@@ -34,6 +41,23 @@ pub enum OptionsError {
 
 /// Why a [`RedisSource`](crate::RedisSource) stopped. An outage is not one of them: the source
 /// waits for Redis to come back.
+///
+/// ```
+/// use std::time::Duration;
+/// use ferroway::resilience::Backoff;
+/// use ferroway::stage::Producer;
+/// use ferroway_redis::{RedisSource, SourceOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // Nothing listens on port 1, and this policy gives up after two attempts.
+/// let opts = SourceOptions::new("redis://127.0.0.1:1", "g", ["s"])
+///     .reconnect(Backoff::constant(Duration::from_millis(10)).take(2));
+/// let mut source = RedisSource::new(opts).unwrap();
+/// let e = source.handle_demand(10).await.unwrap_err();
+/// assert!(e.to_string().starts_with("Redis source `g`: gave up reconnecting to redis://127.0.0.1:1"));
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The reconnect policy ([`SourceOptions::reconnect`](crate::SourceOptions::reconnect))

@@ -10,6 +10,13 @@ use crate::error::OptionsError;
 
 /// A Redis URL (`redis://[user[:password]@]host[:port][/db]`, or `rediss://` with the `tls`
 /// feature). Its password never appears in `Debug`, `Display`, logs or errors.
+///
+/// ```
+/// use ferroway_redis::RedisUrl;
+/// let url = RedisUrl::new("redis://app:hunter2@cache:6379/0");
+/// assert_eq!(url.redacted(), "redis://app:***@cache:6379/0");
+/// assert_eq!(format!("{url}"), url.redacted());
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl(Arc<str>);
 
@@ -62,6 +69,13 @@ impl fmt::Display for RedisUrl {
 }
 
 /// Where a newly created consumer group starts reading.
+///
+/// ```
+/// use ferroway_redis::{SourceOptions, StartId};
+/// // Only entries added from now on; `None` requires the group to exist.
+/// let opts = SourceOptions::new("redis://127.0.0.1", "g", ["s"]).create_group(StartId::NewOnly);
+/// # opts.validate().unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartId {
     /// From the first entry of the stream (`0`).
@@ -83,6 +97,13 @@ impl StartId {
 }
 
 /// What happens to an entry whose message failed (and was not dead-lettered).
+///
+/// ```
+/// use ferroway_redis::{OnFailed, SourceOptions};
+/// // Failed entries are done: acknowledged (keep them with a dead-letter sink).
+/// let opts = SourceOptions::new("redis://127.0.0.1", "g", ["s"]).on_failed(OnFailed::Ack);
+/// # opts.validate().unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnFailed {
     /// Leave it in the group's pending entries list: another consumer claims it once it has
@@ -95,7 +116,16 @@ pub enum OnFailed {
 }
 
 /// Claiming entries that other consumers of the group took and never acknowledged
-/// (`XPENDING` + `XCLAIM`).
+/// (`XPENDING` + `XCLAIM`). Claimed entries are redelivered entries: they come in isolated
+/// groups (see [`RedisSource`](crate::RedisSource)).
+///
+/// ```
+/// use std::time::Duration;
+/// use ferroway_redis::{ClaimOptions, SourceOptions};
+/// let claim = ClaimOptions { min_idle: Duration::from_secs(120), max_deliveries: 3, ..Default::default() };
+/// let opts = SourceOptions::new("redis://127.0.0.1", "g", ["s"]).claim(claim);
+/// # opts.validate().unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimOptions {
     /// Claim entries idle at least this long (longer than your slowest processing).
@@ -272,6 +302,12 @@ impl SourceOptions {
 }
 
 /// Trimming applied by every `XADD` of a sink (approximate, `~`, so Redis trims whole nodes).
+///
+/// ```
+/// use ferroway_redis::{SinkOptions, Trim};
+/// let opts = SinkOptions::new("redis://127.0.0.1", "events").trim(Trim::MinId("1700000000000-0".into()));
+/// # opts.validate().unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trim {
     /// Keep about this many entries.
@@ -312,7 +348,9 @@ impl SinkOptions {
         self
     }
 
-    /// Backoff between reconnection attempts.
+    /// Backoff between reconnection attempts. A policy that runs out leaves the sink
+    /// unavailable for good (every write then fails with
+    /// [`SinkError::Unavailable`](crate::SinkError::Unavailable)); the default never does.
     pub fn reconnect(mut self, policy: Backoff) -> Self {
         self.reconnect = policy;
         self
