@@ -108,6 +108,7 @@
 //! See [`telemetry`] for the counters.
 #![deny(missing_docs)]
 
+mod client_log;
 mod error;
 mod metadata;
 mod offsets;
@@ -128,14 +129,3 @@ pub use source::{KafkaSource, KafkaSourceFactory};
 
 /// The `rdkafka` crate, for what this crate does not wrap (e.g. an admin client).
 pub use rdkafka;
-
-/// Routes librdkafka's log lines to `tracing`.
-pub(crate) fn log_librdkafka(client: &'static str, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
-    use rdkafka::config::RDKafkaLogLevel as L;
-    match level {
-        L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", client, fac, "{msg}"),
-        L::Warning => tracing::warn!(target: "librdkafka", client, fac, "{msg}"),
-        L::Notice | L::Info => tracing::info!(target: "librdkafka", client, fac, "{msg}"),
-        L::Debug => tracing::debug!(target: "librdkafka", client, fac, "{msg}"),
-    }
-}

@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 
 use crate::error::ConfigError;
 
@@ -339,6 +340,17 @@ impl Connection {
     }
 
     pub(crate) fn apply(&self, c: &mut ClientConfig) {
+        // librdkafka drops log lines below its `log_level`, which `rdkafka` derives from the
+        // `log` crate (Error only, without a `log` logger): ask `tracing` instead. Warnings
+        // always pass (the connector rate-limits them); debug lines need librdkafka's `debug`.
+        let level = if tracing::enabled!(target: "librdkafka", tracing::Level::DEBUG) {
+            RDKafkaLogLevel::Debug
+        } else if tracing::enabled!(target: "librdkafka", tracing::Level::INFO) {
+            RDKafkaLogLevel::Info
+        } else {
+            RDKafkaLogLevel::Warning
+        };
+        c.set_log_level(level);
         c.set("bootstrap.servers", &self.bootstrap_servers);
         c.set("client.id", self.client_id.as_deref().unwrap_or("ferroway"));
         let mut tls_opts = None;

@@ -14,9 +14,9 @@ use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use tokio::sync::Notify;
-use tracing::warn;
 
 use super::Delivered;
+use crate::client_log::ClientLog;
 
 /// How many records one round may hold: the index takes the opaque's low bits.
 pub(super) const MAX_ROUND: usize = 1 << INDEX_BITS;
@@ -130,18 +130,28 @@ impl Drop for RoundGuard<'_> {
 }
 
 /// The producer's context: delivery reports and librdkafka's logs and errors.
-#[derive(Default)]
 pub(super) struct SinkContext {
     pub(super) rounds: Rounds,
+    log: ClientLog,
+}
+
+impl SinkContext {
+    /// The context of a producer for `topic` (its default topic, or `-`).
+    pub(super) fn new(topic: &str) -> Self {
+        SinkContext {
+            rounds: Rounds::default(),
+            log: ClientLog::new("producer", topic),
+        }
+    }
 }
 
 impl ClientContext for SinkContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
-        crate::log_librdkafka("producer", level, fac, msg);
+        self.log.librdkafka(level, fac, msg);
     }
 
     fn error(&self, e: RdKafkaError, reason: &str) {
-        warn!(error = %e, reason, "Kafka producer error");
+        self.log.error(&e, reason);
     }
 }
 

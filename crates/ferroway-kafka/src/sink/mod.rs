@@ -3,6 +3,7 @@
 mod dead_letter;
 mod delivery;
 mod native;
+mod producer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,12 +13,13 @@ use ferroway::pipeline::Message;
 use ferroway::telemetry::LogThrottle;
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer as _};
 use tracing::error;
 
 pub use self::dead_letter::dead_letter_headers;
-use self::delivery::{MAX_ROUND, RoundGuard, SinkContext};
+use self::delivery::{MAX_ROUND, RoundGuard};
 use self::native::{BatchRecord, TopicHandle};
+use self::producer::{Producer, Producers, release};
 
 use crate::error::{ErrorClass, KafkaError, classify_code};
 use crate::metadata::KafkaMetadata;
@@ -158,7 +160,7 @@ struct SentBy(u64);
 /// # let _ = handler; Ok(()) }
 /// ```
 pub struct KafkaSink {
-    producer: ThreadedProducer<SinkContext>,
+    producers: Producers,
     opts: Arc<KafkaSinkOptions>,
     metrics: SinkMetrics,
     /// Unique per sink in the process (see [`SentBy`]).
@@ -189,10 +191,8 @@ impl KafkaSink {
     pub fn new(opts: KafkaSinkOptions) -> Result<Self, KafkaError> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         opts.validate()?;
-        let producer: ThreadedProducer<SinkContext> = opts
-            .client_config()
-            .create_with_context(SinkContext::default())
-            .map_err(KafkaError::client)?;
+        let opts = Arc::new(opts);
+        let producers = Producers::new(opts.clone())?;
         let name = opts.topic.clone().unwrap_or_else(|| "-".into());
         let metrics = SinkMetrics {
             sent: metrics::counter!(telemetry::SINK_SENT, "topic" => name.clone()),
@@ -200,8 +200,8 @@ impl KafkaSink {
             unavailable: metrics::counter!(telemetry::SINK_UNAVAILABLE, "topic" => name),
         };
         Ok(KafkaSink {
-            producer,
-            opts: Arc::new(opts),
+            producers,
+            opts,
             metrics,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             fatal_log: LogThrottle::new(Duration::from_secs(30)),
@@ -220,7 +220,8 @@ impl KafkaSink {
             .as_deref()
             .or(self.opts.topic.as_deref())
             .ok_or_else(no_topic)?;
-        let round = self.producer.context().rounds.start();
+        let producer = self.producer();
+        let round = producer.context().rounds.start();
         let r = build(
             topic,
             payload,
@@ -230,23 +231,26 @@ impl KafkaSink {
             record.timestamp,
             round.opaque(0),
         );
-        let code = match self.enqueue(&round, r).await {
+        let code = match self.enqueue(&producer, &round, r).await {
             Ok(()) => round.round.reports().await.pop().map(|(_, code)| code),
             Err(code) => Some(code),
         };
         let delivered = round.round.first();
         drop(round);
-        match (code, delivered) {
+        let result = match (code, delivered) {
             (None, Some(d)) => {
                 self.metrics.sent.increment(1);
+                self.producers.delivered();
                 Ok(d)
             }
             (code, _) => {
                 let code = code.unwrap_or(RDKafkaErrorCode::Fail);
-                self.count_failed(code, 1);
+                self.count_failed(&producer, code, 1);
                 Err(self.error(code, RdKafkaError::MessageProduction(code).to_string()))
             }
-        }
+        };
+        release(producer);
+        result
     }
 
     /// Produces every message of `messages` (its data as the payload, with its
@@ -270,7 +274,8 @@ impl KafkaSink {
         let todo: Vec<usize> = (0..messages.len())
             .filter(|&i| messages[i].metadata::<SentBy>().is_none_or(|s| s.0 != self.id))
             .collect();
-        let failures = self.send_round(messages, &todo).await;
+        let producer = self.producer();
+        let failures = self.send_round(&producer, messages, &todo).await;
         let mut report = BatchReport {
             sent: messages.len() - failures.len(),
             failed: 0,
@@ -288,7 +293,8 @@ impl KafkaSink {
                 }
             }
             self.metrics.sent.increment((todo.len() - missing.len()) as u64);
-            self.count_failed(code, undelivered.len());
+            self.count_failed(&producer, code, undelivered.len());
+            release(producer);
             let message = format!(
                 "{} of {} records not delivered: {}",
                 undelivered.len(),
@@ -297,6 +303,8 @@ impl KafkaSink {
             );
             return Err(self.error(code, message));
         }
+        release(producer);
+        self.producers.delivered();
         self.metrics.sent.increment((todo.len() - rejected.len()) as u64);
         if !rejected.is_empty() {
             self.metrics.rejected.increment(rejected.len() as u64);
@@ -321,14 +329,16 @@ impl KafkaSink {
     /// # Errors
     /// A timeout ([`KafkaError::Unavailable`]).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer
+        let producer = self.producer();
+        let r = producer
             .flush(timeout)
-            .map_err(|e| KafkaError::broker("flush", &e, &self.opts.connection.bootstrap_servers))
+            .map_err(|e| KafkaError::broker("flush", &e, &self.opts.connection.bootstrap_servers));
+        release(producer);
+        r
     }
 
-    /// The options.
-    pub fn options(&self) -> &KafkaSinkOptions {
-        &self.opts
+    fn producer(&self) -> Arc<Producer> {
+        self.producers.get()
     }
 
     /// The error for records not delivered because of `code`: [`KafkaError::Unavailable`]
@@ -347,19 +357,20 @@ impl KafkaSink {
         )
     }
 
-    fn count_failed(&self, code: RDKafkaErrorCode, n: usize) {
-        match classify_code(code) {
-            ErrorClass::Rejected => self.metrics.rejected.increment(n as u64),
-            class => {
-                self.metrics.unavailable.increment(n as u64);
-                if class == ErrorClass::Fatal
-                    && let Some(suppressed) = self.fatal_log.allow()
-                {
-                    error!(error = %RdKafkaError::MessageProduction(code), records = n, suppressed,
-                        "Kafka producer cannot deliver until this is fixed (credentials, ACLs, broker version) \
-                         or the process restarts; the messages are kept");
-                }
-            }
+    fn count_failed(&self, producer: &Arc<Producer>, code: RDKafkaErrorCode, n: usize) {
+        if classify_code(code) == ErrorClass::Rejected {
+            self.metrics.rejected.increment(n as u64);
+            return;
+        }
+        self.metrics.unavailable.increment(n as u64);
+        let replaced = self.producers.recover(producer, code);
+        if !replaced
+            && classify_code(code) == ErrorClass::Fatal
+            && let Some(suppressed) = self.fatal_log.allow()
+        {
+            error!(error = %RdKafkaError::MessageProduction(code), records = n, suppressed,
+                "Kafka refuses this producer's records until this is fixed (credentials, ACLs, broker \
+                 version); the messages are kept and sent again");
         }
     }
 
@@ -368,10 +379,15 @@ impl KafkaSink {
     /// Consecutive records for one topic without headers, timestamp or explicit partition
     /// are handed over as a batch; the others one at a time. Either way they are enqueued in
     /// order.
-    async fn send_round<T: AsRef<[u8]> + Sync>(&self, messages: &[Message<T>], idx: &[usize]) -> Vec<Failure> {
+    async fn send_round<T: AsRef<[u8]> + Sync>(
+        &self,
+        producer: &Producer,
+        messages: &[Message<T>],
+        idx: &[usize],
+    ) -> Vec<Failure> {
         let mut failures = Vec::new();
         for chunk in idx.chunks(MAX_ROUND) {
-            let round = self.producer.context().rounds.start();
+            let round = producer.context().rounds.start();
             let mut batch: Vec<BatchRecord<'_>> = Vec::new();
             let mut batch_topic: Option<&str> = None;
             for (k, &i) in chunk.iter().enumerate() {
@@ -401,7 +417,7 @@ impl KafkaSink {
                 if batch_topic.is_some_and(|t| !batchable || t != topic)
                     && let Some(t) = batch_topic.take()
                 {
-                    self.enqueue_batch(&round, t, std::mem::take(&mut batch), &mut failures)
+                    self.enqueue_batch(producer, &round, t, std::mem::take(&mut batch), &mut failures)
                         .await;
                 }
                 if batchable {
@@ -423,12 +439,12 @@ impl KafkaSink {
                     timestamp,
                     round.opaque(k),
                 );
-                if let Err(code) = self.enqueue(&round, r).await {
+                if let Err(code) = self.enqueue(producer, &round, r).await {
                     failures.push((i, code));
                 }
             }
             if let Some(t) = batch_topic {
-                self.enqueue_batch(&round, t, batch, &mut failures).await;
+                self.enqueue_batch(producer, &round, t, batch, &mut failures).await;
             }
             failures.extend(round.round.reports().await.into_iter().map(|(k, e)| (chunk[k], e)));
         }
@@ -439,12 +455,13 @@ impl KafkaSink {
     /// (at most the delivery timeout); records it refuses fail.
     async fn enqueue_batch(
         &self,
+        producer: &Producer,
         round: &RoundGuard<'_>,
         topic: &str,
         mut records: Vec<BatchRecord<'_>>,
         failures: &mut Vec<Failure>,
     ) {
-        let Some(handle) = TopicHandle::new(&self.producer, topic) else {
+        let Some(handle) = TopicHandle::new(producer, topic) else {
             failures.extend(records.iter().map(|r| (r.index, RDKafkaErrorCode::InvalidTopic)));
             return;
         };
@@ -475,11 +492,16 @@ impl KafkaSink {
 
     /// Hands one record to librdkafka, waiting while its queue is full (at most the delivery
     /// timeout).
-    async fn enqueue(&self, round: &RoundGuard<'_>, mut r: Record<'_>) -> Result<(), RDKafkaErrorCode> {
+    async fn enqueue(
+        &self,
+        producer: &Producer,
+        round: &RoundGuard<'_>,
+        mut r: Record<'_>,
+    ) -> Result<(), RDKafkaErrorCode> {
         round.round.sending(1);
         let mut full_since: Option<Instant> = None;
         loop {
-            match self.producer.send(r) {
+            match producer.send(r) {
                 Ok(()) => return Ok(()),
                 Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
                     if !self.full_too_long(&mut full_since) =>

@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::native::MessageQueue;
 use super::shared::Shared;
+use crate::client_log::ClientLog;
 use crate::error::KafkaError;
 use crate::offsets::Commit;
 use crate::options::OnRevoke;
@@ -20,16 +21,19 @@ pub(super) struct SourceContext {
     pub(super) shared: Arc<Shared>,
     /// The source's message queue, from when the client exists until it closes.
     pub(super) queue: Mutex<Option<Arc<MessageQueue>>>,
+    pub(super) log: ClientLog,
 }
 
 impl ClientContext for SourceContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
-        crate::log_librdkafka("consumer", level, fac, msg);
+        self.log.librdkafka(level, fac, msg);
     }
 
+    /// The one place client-wide consumer errors are logged (the poller only decides whether
+    /// one is fatal).
     fn error(&self, e: RdKafkaError, reason: &str) {
         self.shared.metrics.errors.increment(1);
-        warn!(group = %self.shared.opts.group_id, error = %e, reason, "Kafka consumer error");
+        self.log.error(&e, reason);
     }
 }
 
@@ -87,6 +91,7 @@ impl ConsumerContext for SourceContext {
 impl SourceContext {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
         SourceContext {
+            log: ClientLog::new("consumer", &shared.opts.group_id),
             shared,
             queue: Mutex::new(None),
         }

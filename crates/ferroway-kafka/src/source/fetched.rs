@@ -76,8 +76,10 @@ pub(super) struct Intake {
     /// Messages dropped unemitted (never tracked, so read again by whoever reads on): of
     /// partitions no longer owned, or fetched outside the source's queue.
     pub(super) stale: u64,
-    /// Errors librdkafka delivered in place of messages.
+    /// Client-wide errors served with the events (the context has logged them).
     pub(super) errors: Vec<RdKafkaError>,
+    /// Errors librdkafka delivered in place of messages (a partition's fetch failed).
+    pub(super) fetch_errors: Vec<RdKafkaError>,
 }
 
 impl Intake {
@@ -123,7 +125,7 @@ impl Intake {
     fn keep(&mut self, batch: &mut Fetched, msg: NativeMessage, sh: &Shared) {
         let f = msg.fields();
         if let Some(e) = f.error() {
-            self.errors.push(e);
+            self.fetch_errors.push(e);
         } else if let Some(slot) = self.cache.lookup(sh, f) {
             batch.msgs.push(Polled { msg, slot });
         } else {

@@ -13,6 +13,7 @@ use super::context::commit_pending;
 use super::fetched::{Client, Fetched, Intake};
 use super::native::MessageQueue;
 use super::shared::{PollerEnd, Shared};
+use crate::client_log::ClientLog;
 use crate::error::KafkaError;
 
 /// The most messages moved from librdkafka to the source in one go.
@@ -132,7 +133,10 @@ pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker
         };
         intake.take(&mut batch, &queue, wait, budget, &sh);
         for e in intake.errors.drain(..) {
-            fail_or_log(&sh, &e);
+            fail_or_log(&sh, &e, None);
+        }
+        for e in intake.fetch_errors.drain(..) {
+            fail_or_log(&sh, &e, Some(&client.context().log));
         }
         // While draining, what was polled is dropped: never emitted, never tracked.
         if !draining && !batch.is_empty() {
@@ -177,13 +181,14 @@ fn close(member: Member, sh: &Shared) {
 }
 
 /// A fatal consumer error fails the source (the pipeline restarts it or gives up); any
-/// other is logged and librdkafka recovers by itself.
-fn fail_or_log(sh: &Shared, e: &RdKafkaError) {
+/// other librdkafka recovers from by itself. Client-wide errors are logged by the context;
+/// errors delivered in place of messages (of a partition) are logged here, rate-limited.
+fn fail_or_log(sh: &Shared, e: &RdKafkaError, log: Option<&ClientLog>) {
     if consumer_fatal(e) {
         sh.fail(KafkaError::broker("consume", e, &sh.opts.connection.bootstrap_servers));
-    } else {
+    } else if let Some(log) = log {
         sh.metrics.errors.increment(1);
-        warn!(group = %sh.opts.group_id, error = %e, "Kafka consumer error");
+        log.error(e, "a partition's fetch");
     }
 }
 

@@ -1,5 +1,10 @@
-//! Helpers for tests against the real test broker on 127.0.0.1:9092.
+//! Helpers for tests against the real test broker on 127.0.0.1:9092, and private brokers.
 #![allow(dead_code)]
+
+mod broker;
+
+#[allow(unused_imports)]
+pub use broker::PrivateBroker;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
@@ -10,6 +15,8 @@ use ferroway::pipeline::{Handler, Message};
 use ferroway_kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use ferroway_kafka::rdkafka::client::DefaultClientContext;
 use ferroway_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use ferroway_kafka::rdkafka::error::RDKafkaErrorCode;
+use ferroway_kafka::rdkafka::message::Message as _;
 use ferroway_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use ferroway_kafka::{Connection, KafkaMetadata, KafkaRecord, KafkaSink, KafkaSinkOptions, KafkaSourceOptions};
 use tokio::sync::mpsc;
@@ -25,6 +32,14 @@ pub fn require_broker() {
              (from the repository root; `./scripts/test` does this for you)"
         );
     }
+}
+
+/// Logs to stderr as `RUST_LOG` says (nothing by default; shown for failing tests).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()))
+        .with_test_writer()
+        .try_init();
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -46,8 +61,14 @@ pub fn source_opts(group: &str, topic: &str) -> KafkaSourceOptions {
 
 pub async fn create_topic(name: &str, partitions: i32) {
     require_broker();
+    create_topic_on(BROKER, name, partitions).await;
+}
+
+/// Creates `name` on the broker at `bootstrap` (one that exists already is fine) and waits
+/// until its metadata shows every partition.
+pub async fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", BROKER)
+        .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
@@ -59,10 +80,16 @@ pub async fn create_topic(name: &str, partitions: i32) {
         .await
         .expect("create topics");
     for r in res {
-        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => panic!("creating topic {t}: {e}"),
+        }
     }
     // Wait until the metadata shows every partition.
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", BROKER).create().unwrap();
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(md) = c.fetch_metadata(Some(name), Duration::from_secs(2))
@@ -191,6 +218,37 @@ pub fn drain(rx: &mut mpsc::UnboundedReceiver<Got>, into: &mut HashMap<String, u
     while let Ok(g) = rx.try_recv() {
         *into.entry(g.payload.clone()).or_default() += 1;
         out.push(g);
+    }
+    out
+}
+
+/// Every payload in partitions 0..`partitions` of `topic` at `bootstrap`, read from the start
+/// (no group) until `done` says enough or `secs` pass.
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    secs: u64,
+    mut done: impl FnMut(&[Vec<u8>]) -> bool,
+) -> Vec<Vec<u8>> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done(&out) && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.push(m.payload().unwrap_or_default().to_vec());
+        }
     }
     out
 }
