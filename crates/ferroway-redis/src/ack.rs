@@ -93,6 +93,14 @@ pub(crate) struct AckTask {
     pub(crate) draining: Arc<AtomicBool>,
 }
 
+enum Sent {
+    Acked,
+    /// Redis refused: the group or stream is gone, nothing left to acknowledge.
+    Refused,
+    /// The reconnect policy ran out.
+    GaveUp,
+}
+
 /// How long to wait for a connection before saying so (and waiting on).
 const CONNECTION_WAIT: Duration = Duration::from_secs(30);
 
@@ -128,11 +136,14 @@ impl AckTask {
                 take(cmd);
             }
             if !gave_up && ids.iter().any(|v| !v.is_empty()) {
-                gave_up = !self.send(&ids, &throttle).await;
-                if !gave_up {
-                    for (i, v) in ids.iter().enumerate() {
-                        acked[i].increment(v.len() as u64);
+                match self.send(&ids, &throttle).await {
+                    Sent::Acked => {
+                        for (i, v) in ids.iter().enumerate() {
+                            acked[i].increment(v.len() as u64);
+                        }
                     }
+                    Sent::Refused => {}
+                    Sent::GaveUp => gave_up = true,
                 }
             }
             self.in_flight.done(done);
@@ -151,8 +162,8 @@ impl AckTask {
         self.link.close();
     }
 
-    /// One pipelined `XACK` per stream, retried until sent. False if the link gave up.
-    async fn send(&self, ids: &[Vec<StreamId>], throttle: &LogThrottle) -> bool {
+    /// One pipelined `XACK` per stream, retried until sent.
+    async fn send(&self, ids: &[Vec<StreamId>], throttle: &LogThrottle) -> Sent {
         let mut pipe = redis::pipe();
         for (i, v) in ids.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
             let cmd = pipe.cmd("XACK").arg(&*self.opts.streams[i]).arg(&self.opts.group);
@@ -166,7 +177,7 @@ impl AckTask {
                 Ok(c) => c,
                 Err(LinkError::GaveUp { last_error }) => {
                     error!(url = %self.link.url(), last_error, "gave up reconnecting; unsent acknowledgements stay pending and will be delivered again");
-                    return false;
+                    return Sent::GaveUp;
                 }
                 Err(LinkError::Unavailable(e)) => {
                     if let Some(suppressed) = throttle.allow() {
@@ -176,7 +187,7 @@ impl AckTask {
                 }
             };
             match pipe.query_async::<()>(&mut (*c).clone()).await {
-                Ok(()) => return true,
+                Ok(()) => return Sent::Acked,
                 Err(e) if is_unavailable(&e) => {
                     if let Some(suppressed) = throttle.allow() {
                         warn!(error = %Chain(&e), suppressed, "XACK failed; retrying");
@@ -190,7 +201,7 @@ impl AckTask {
                 Err(e) => {
                     // The group or stream is gone: there is nothing left to acknowledge.
                     error!(error = %Chain(&e), "XACK refused; entries stay pending");
-                    return true;
+                    return Sent::Refused;
                 }
             }
         }

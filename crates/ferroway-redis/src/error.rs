@@ -61,7 +61,7 @@ pub enum OptionsError {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The reconnect policy ([`SourceOptions::reconnect`](crate::SourceOptions::reconnect))
-    /// ran out of attempts.
+    /// ran out of attempts, reconnecting or waiting for Redis to serve again.
     #[error(
         "Redis source `{group}`: gave up reconnecting to {url} (the reconnect backoff ran out); last error: {last_error}"
     )]

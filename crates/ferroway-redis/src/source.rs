@@ -113,8 +113,8 @@ const CONNECTION_WAIT: Duration = Duration::from_secs(30);
 /// What a finished read leads to.
 enum After {
     Emit(Vec<Message<Entry>>),
-    /// Redis cannot serve now: wait before reading again.
-    Pause,
+    /// Redis cannot serve now (why): wait before reading again.
+    Pause(String),
 }
 
 impl RedisSource {
@@ -243,7 +243,7 @@ impl RedisSource {
                 self.link.report_broken(conn);
                 return Ok(After::Emit(Vec::new()));
             }
-            return Ok(After::Pause);
+            return Ok(After::Pause(e.to_string()));
         }
         if e.code() == Some("NOGROUP") && self.opts.create_group.is_some() {
             warn!(error = %e, group = %self.opts.group, "consumer group missing; creating it again");
@@ -320,11 +320,17 @@ impl Producer for RedisSource {
             match self.settle(joined, &conn)? {
                 After::Emit(messages) if !messages.is_empty() => return Ok(Emit::Events(messages)),
                 After::Emit(_) => {}
-                After::Pause => {
-                    if let Some(pause) = self.retry.fail() {
-                        tokio::time::sleep(pause).await;
+                After::Pause(why) => match self.retry.fail() {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => {
+                        return Err(SourceError::GaveUp {
+                            group: self.opts.group.clone(),
+                            url: self.link.url().redacted(),
+                            last_error: why,
+                        }
+                        .into());
                     }
-                }
+                },
             }
         }
     }
@@ -337,7 +343,7 @@ impl Producer for RedisSource {
             match task.await {
                 Ok(joined) => match self.settle(joined, &conn) {
                     Ok(After::Emit(messages)) => last = messages,
-                    Ok(After::Pause) => {}
+                    Ok(After::Pause(_)) => {}
                     Err(e) => error!(error = %Chain(&e), "the last Redis read failed"),
                 },
                 Err(e) => error!(error = %e, "the Redis read task failed"),

@@ -231,10 +231,18 @@ async fn a_killed_connection_is_reestablished_and_nothing_is_lost() {
     for k in 0..20u64 {
         xadd_n(&mut c, &stream, k * 100, (k + 1) * 100).await;
         if k % 5 == 2 {
-            // Kill the source's connections (reads and acks) mid-stream.
-            let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut c).await.unwrap();
-            for line in list.lines().filter(|l| l.contains(&format!("name={consumer}"))) {
-                let id = line.split_whitespace().find_map(|f| f.strip_prefix("id=")).unwrap();
+            // Kill the source's connections (reads and acks) mid-stream, once they are back
+            // from the last kill (on a loaded machine that can take a while).
+            let mut ids = Vec::new();
+            for _ in 0..500 {
+                ids = support::client_ids(&mut c, &consumer).await;
+                ids.extend(support::client_ids(&mut c, &format!("{consumer}-ack")).await);
+                if !ids.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            for id in ids {
                 let _: redis::Value = redis::cmd("CLIENT")
                     .arg("KILL")
                     .arg("ID")
