@@ -139,6 +139,15 @@ impl Drop for Reaped {
     }
 }
 
+/// A file removed when the test ends, failed or not.
+struct Removed(std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The dead-letter records' data (the entries' `n`) and reasons.
 fn dead_letters(path: &std::path::Path) -> Vec<(u64, String)> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -159,6 +168,7 @@ fn an_entry_that_crashes_the_process_is_the_only_one_dead_lettered() {
     let mut subject = RedisStream::new("crash-poison");
     let dead = subject.out.with_extension("dead");
     let _ = std::fs::remove_file(&dead);
+    let _cleanup = Removed(dead.clone());
     subject.feed(N).unwrap();
     let innocent = |ids: &[u64]| {
         let got: std::collections::HashSet<u64> = ids.iter().copied().collect();
@@ -222,5 +232,4 @@ fn an_entry_that_crashes_the_process_is_the_only_one_dead_lettered() {
     assert!(!record.contains(&POISON));
     assert!(innocent(&record), "every innocent entry was processed");
     assert_eq!(subject.pending(), 0);
-    let _ = std::fs::remove_file(&dead);
 }
