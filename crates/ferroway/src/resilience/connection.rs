@@ -425,6 +425,7 @@ impl<C: Connector> Driver<C> {
         let mut current = shared.current.subscribe();
         let mut backoff = self.backoff.stateful();
         let mut attempt: u32 = 0;
+        let failures_log = crate::telemetry::LogThrottle::new(Duration::from_secs(30));
         loop {
             if current.borrow().closed {
                 break;
@@ -458,6 +459,7 @@ impl<C: Connector> Driver<C> {
                         break;
                     }
                     backoff.succeed();
+                    failures_log.reset();
                     tracing::info!(connection = %name, attempt, generation, "connected");
                     attempt = 0;
                     shared.set_state(ConnectionState::Connected);
@@ -477,7 +479,10 @@ impl<C: Connector> Driver<C> {
                         tracing::error!(connection = %name, attempt, %reason, "connect failed; backoff exhausted, giving up");
                         break;
                     };
-                    tracing::warn!(connection = %name, attempt, %reason, retry_in = ?delay, "connect failed");
+                    // A long outage fails every few seconds: one line per 30 s, with a count.
+                    if let Some(suppressed) = failures_log.allow() {
+                        tracing::warn!(connection = %name, attempt, %reason, retry_in = ?delay, suppressed, "connect failed");
+                    }
                     shared.set_state(ConnectionState::BackingOff {
                         attempt,
                         retry_in: delay,
