@@ -93,6 +93,11 @@ impl OffsetBook {
             .map(|(&s, _)| s)
     }
 
+    /// How many partitions are owned.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The partition of a slot, if still owned.
     pub(crate) fn get(&self, slot: u64) -> Option<&PartitionOffsets> {
         self.slots.get(&slot)

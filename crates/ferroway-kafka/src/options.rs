@@ -13,6 +13,9 @@ use crate::error::ConfigError;
 
 pub(crate) const REDACTED: &str = "<redacted>";
 
+/// `topic.metadata.refresh.interval.ms`, unless a passthrough property sets it.
+const METADATA_REFRESH_MS: &str = "5000";
+
 /// Property names whose values are never shown (case-insensitive substring match).
 const SENSITIVE: &[&str] = &[
     "password",
@@ -263,7 +266,10 @@ impl Connection {
 
     /// An extra librdkafka property, passed through as it is (see librdkafka's
     /// `CONFIGURATION.md`). Properties the connector manages (offset commits, group id,
-    /// idempotence, ...) are rejected when the options are validated.
+    /// idempotence, ...) are rejected when the options are validated. Passthrough properties
+    /// win over the connector's defaults — among them `topic.metadata.refresh.interval.ms`,
+    /// 5 s here (librdkafka's own is 5 minutes), which bounds how long a source takes to see
+    /// a topic created after it started, and a producer a new partition or leader.
     pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.properties.set(key, value);
         self
@@ -272,6 +278,18 @@ impl Connection {
     /// The bootstrap servers.
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap_servers
+    }
+
+    /// How the client authenticates, for logs: the protocol and SASL mechanism and user,
+    /// never a secret.
+    pub(crate) fn security_summary(&self) -> String {
+        let sasl = |s: &SaslOptions| format!("{} as {}", s.mechanism.as_str(), s.username);
+        match &self.security {
+            Security::Plaintext => "plaintext".into(),
+            Security::Ssl(_) => "SSL".into(),
+            Security::SaslPlaintext(s) => format!("SASL_PLAINTEXT, {}", sasl(s)),
+            Security::SaslSsl(s, _) => format!("SASL_SSL, {}", sasl(s)),
+        }
     }
 
     /// The passthrough properties.
@@ -352,6 +370,13 @@ impl Connection {
         };
         c.set_log_level(level);
         c.set("bootstrap.servers", &self.bootstrap_servers);
+        // librdkafka looks for topics it does not know yet (created after a consumer
+        // subscribed, or again after a broker lost them) and for new partitions and leaders
+        // only at this interval: 5 minutes by default, which kept a source idle for that long.
+        // 5 s costs one small metadata request per client every 5 s (all topics' metadata
+        // with a `^pattern` subscription: raise it on clusters with very many topics).
+        // `metadata.max.age.ms` follows it (3 x).
+        c.set("topic.metadata.refresh.interval.ms", METADATA_REFRESH_MS);
         c.set("client.id", self.client_id.as_deref().unwrap_or("ferroway"));
         let mut tls_opts = None;
         match &self.security {
@@ -489,6 +514,7 @@ pub struct KafkaSourceOptions {
     pub(crate) rebalance_timeout: Duration,
     pub(crate) revoke_drain_timeout: Duration,
     pub(crate) close_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     pub(crate) on_failed: OnFailed,
     pub(crate) on_revoke: OnRevoke,
     pub(crate) with_headers: bool,
@@ -519,6 +545,7 @@ impl KafkaSourceOptions {
             rebalance_timeout: Duration::from_secs(300),
             revoke_drain_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(60),
             on_failed: OnFailed::Commit,
             on_revoke: OnRevoke::Drain,
             with_headers: true,
@@ -609,6 +636,18 @@ impl KafkaSourceOptions {
     /// messages it emitted before its final commit (default 30 s).
     pub fn close_timeout(mut self, d: Duration) -> Self {
         self.close_timeout = d;
+        self
+    }
+
+    /// How long the sources of a factory may go without reaching any broker when they start
+    /// (default 60 s). Until a broker answers, the source warns (rate-limited) and, after
+    /// this, fails with [`KafkaError::Unavailable`](crate::KafkaError::Unavailable) naming
+    /// the bootstrap servers; sources started again by the pipeline fail at once, so the
+    /// pipeline stops and `join`/`run_until` returns the error instead of a program waiting
+    /// silently. Once a broker answered, an outage never fails the source: it waits,
+    /// warning once in a while, for librdkafka to reconnect. `Duration::MAX` waits for ever.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
         self
     }
 

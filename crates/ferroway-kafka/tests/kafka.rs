@@ -543,3 +543,38 @@ fn client_configuration_is_checked_when_the_source_and_sink_are_built() {
     // What librdkafka accepts builds.
     source(conn().property("fetch.wait.max.ms", "5")).expect("a valid property");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_started_before_its_topic_exists_reads_it_once_created() {
+    init_tracing();
+    require_broker();
+    let topic = unique("later");
+    // Default options: librdkafka's own default refreshed topic metadata every 5 minutes, so
+    // a topic created after the source started was assigned 290 s later.
+    let source = KafkaSource::factory(ferroway_kafka::KafkaSourceOptions::new(
+        conn(),
+        unique("later-g"),
+        [topic.clone()],
+    ))
+    .unwrap();
+    let (handler, mut rx) = Collect::new();
+    let f = source.clone();
+    let p = Pipeline::builder("later", handler)
+        .producer(move || f.create())
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    create_topic(&topic, 2).await;
+    produce(&topic, 2, (0..10).map(|i| i.to_string())).await;
+    let started = std::time::Instant::now();
+    let mut seen = HashMap::new();
+    eventually(60, "the records of a topic created after the source started", || {
+        drain(&mut rx, &mut seen);
+        seen.len() == 10
+    })
+    .await;
+    eprintln!("consumed {:?} after the records were produced", started.elapsed());
+    p.stop().await.unwrap();
+    source.closed().await;
+}

@@ -9,7 +9,7 @@ use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
-use super::native::MessageQueue;
+use super::native::{MessageQueue, member_id};
 use super::shared::Shared;
 use crate::client_log::ClientLog;
 use crate::error::KafkaError;
@@ -34,6 +34,7 @@ impl ClientContext for SourceContext {
     fn error(&self, e: RdKafkaError, reason: &str) {
         self.shared.metrics.errors.increment(1);
         self.log.error(&e, reason);
+        self.shared.lock().last_error = Some(format!("{e}: {reason}"));
     }
 }
 
@@ -49,17 +50,21 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let sh = &self.shared;
             let mut names = Vec::new();
-            {
+            let first = {
                 let mut s = sh.lock();
                 for e in tpl.elements() {
                     s.book.assign(e.topic(), e.partition());
                     names.push(format!("{}/{}", e.topic(), e.partition()));
                 }
                 s.assignment_changed = true;
+                !std::mem::replace(&mut s.joined, true)
+            };
+            if first {
+                info!(group = %sh.opts.group_id, member = %member_id(consumer).unwrap_or_default(), "joined the consumer group");
             }
             sh.generation.fetch_add(1, Ordering::Release);
             sh.metrics.assigned.increment(1);

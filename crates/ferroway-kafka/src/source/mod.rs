@@ -16,21 +16,24 @@ mod fetched;
 mod native;
 mod poller;
 mod shared;
+mod startup;
 
 use std::sync::Arc;
 
 use ferroway::BoxError;
+use ferroway::error::Chain;
 use ferroway::pipeline::{AckToken, Acknowledger, Message};
 use ferroway::stage::{Emit, Producer};
 use rdkafka::consumer::Consumer;
 use tokio::sync::watch;
-use tracing::error;
+use tracing::{error, info};
 
 use self::acker::SourceAcker;
 use self::context::SourceContext;
 use self::fetched::{Client, Fetched, TopicNames};
 use self::poller::Member;
 use self::shared::{PollerEnd, Shared};
+use self::startup::{Reach, Watch};
 use crate::error::KafkaError;
 use crate::options::KafkaSourceOptions;
 
@@ -48,6 +51,7 @@ use crate::options::KafkaSourceOptions;
 pub struct KafkaSourceFactory {
     opts: Arc<KafkaSourceOptions>,
     live: Arc<watch::Sender<usize>>,
+    reach: Arc<Reach>,
 }
 
 impl KafkaSourceFactory {
@@ -55,7 +59,7 @@ impl KafkaSourceFactory {
     /// created makes the source's first `handle_demand` fail, so the pipeline's producer
     /// supervision applies.
     pub fn create(&self) -> KafkaSource {
-        KafkaSource::start(self.opts.clone(), self.live.clone())
+        KafkaSource::start(self.opts.clone(), self.live.clone(), self.reach.clone())
     }
 
     /// Waits until every source made by this factory has stopped: acknowledgements awaited
@@ -120,13 +124,18 @@ impl KafkaSource {
         Ok(KafkaSourceFactory {
             opts: Arc::new(opts),
             live: Arc::new(watch::Sender::new(0)),
+            reach: Arc::default(),
         })
     }
 
-    fn start(opts: Arc<KafkaSourceOptions>, live: Arc<watch::Sender<usize>>) -> KafkaSource {
+    fn start(opts: Arc<KafkaSourceOptions>, live: Arc<watch::Sender<usize>>, reach: Arc<Reach>) -> KafkaSource {
         let shared = Arc::new(Shared::new(opts.clone()));
         let acker = Arc::new(SourceAcker { shared: shared.clone() });
+        let servers = &opts.connection.bootstrap_servers;
+        info!(group = %opts.group_id, topics = ?opts.topics, servers = %servers,
+            security = %opts.connection.security_summary(), "Kafka source connecting");
         let startup = (|| -> Result<(), KafkaError> {
+            reach.check(opts.connect_timeout, servers)?;
             let client: Client = opts
                 .client_config()
                 .create_with_context(SourceContext::new(shared.clone()))
@@ -141,12 +150,12 @@ impl KafkaSource {
             let (sh, weak) = (shared.clone(), Arc::downgrade(&acker));
             std::thread::Builder::new()
                 .name(format!("kafka-source-{}", opts.group_id))
-                .spawn(move || poller::poll_loop(member, sh, weak, end))
+                .spawn(move || poller::poll_loop(member, sh, weak, end, Watch::new(reach)))
                 .map_err(|e| KafkaError::Client(format!("could not start the poller thread: {e}")))?;
             Ok(())
         })();
         if let Err(e) = &startup {
-            error!(group = %opts.group_id, error = %e, "Kafka source could not start");
+            error!(group = %opts.group_id, error = %Chain(e), "Kafka source could not start");
         }
         KafkaSource {
             shared,

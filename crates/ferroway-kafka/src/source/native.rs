@@ -87,6 +87,24 @@ impl Drop for MessageQueue {
     }
 }
 
+/// The consumer's member id in its group, once it has one.
+pub(super) fn member_id<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+) -> Option<String> {
+    let rk = consumer.client().native_ptr();
+    // SAFETY: valid client handle; the returned string is owned by us and freed with
+    // librdkafka's allocator.
+    unsafe {
+        let p = rd::rd_kafka_memberid(rk);
+        if p.is_null() {
+            return None;
+        }
+        let id = CStr::from_ptr(p).to_string_lossy().into_owned();
+        rd::rd_kafka_mem_free(rk, p.cast::<c_void>());
+        (!id.is_empty()).then_some(id)
+    }
+}
+
 /// A message taken from a [`MessageQueue`]: owned, destroyed when dropped. It references its
 /// client: it must be dropped before the client is destroyed.
 #[repr(transparent)]

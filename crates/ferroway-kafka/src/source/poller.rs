@@ -13,6 +13,7 @@ use super::context::commit_pending;
 use super::fetched::{Client, Fetched, Intake};
 use super::native::MessageQueue;
 use super::shared::{PollerEnd, Shared};
+use super::startup::Watch;
 use crate::client_log::ClientLog;
 use crate::error::KafkaError;
 
@@ -61,7 +62,7 @@ impl Drop for Member {
 
 /// Runs until the source drains: every acknowledgement in (or `close_timeout`), final
 /// commit, group left.
-pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker>, _end: PollerEnd) {
+pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker>, _end: PollerEnd, mut watch: Watch) {
     let (client, queue) = (member.client.clone(), member.queue.clone());
     let opts = sh.opts.clone();
     let mut paused = false;
@@ -148,6 +149,9 @@ pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker
         if intake.stale > 0 {
             debug!(group = %opts.group_id, stale = intake.stale, "dropped messages fetched for partitions no longer owned");
             intake.stale = 0;
+        }
+        if !draining {
+            watch.tick(&client, &sh);
         }
         if last_commit.elapsed() >= opts.commit_interval {
             commit_pending(&client, &sh, CommitMode::Async);

@@ -61,6 +61,10 @@ pub(super) struct State {
     pub(super) closing: bool,
     pub(super) error: Option<KafkaError>,
     pub(super) assignment_changed: bool,
+    /// Set by the first assignment (possibly empty): the member is in its group.
+    pub(super) joined: bool,
+    /// The last client-wide error librdkafka reported (for the "still waiting" warning).
+    pub(super) last_error: Option<String>,
 }
 
 pub(super) struct Shared {
@@ -93,6 +97,8 @@ impl Shared {
                 closing: false,
                 error: None,
                 assignment_changed: false,
+                joined: false,
+                last_error: None,
             }),
             acked: Condvar::new(),
             demand: Condvar::new(),
@@ -120,7 +126,7 @@ impl Shared {
 
     /// Fails the source: its next `handle_demand` returns the first such error.
     pub(super) fn fail(&self, e: KafkaError) {
-        error!(group = %self.opts.group_id, error = %e, "Kafka source failed");
+        error!(group = %self.opts.group_id, error = %ferroway::error::Chain(&e), "Kafka source failed");
         let mut s = self.lock();
         if s.error.is_none() {
             s.error = Some(e);
