@@ -578,3 +578,58 @@ async fn a_source_started_before_its_topic_exists_reads_it_once_created() {
     p.stop().await.unwrap();
     source.closed().await;
 }
+
+/// Counts handled messages; each takes a millisecond.
+struct Slow(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ferroway::pipeline::Handler for Slow {
+    type Data = Vec<u8>;
+
+    async fn handle_message(&self, _: &mut Message<Vec<u8>>) -> Result<(), BoxError> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_under_partition_by_finishes_what_is_in_flight_and_pulls_no_more() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let topic = unique("drain");
+    let group = unique("drain-g");
+    create_topic(&topic, 1).await;
+    produce(&topic, 1, (0..20_000).map(|i| i.to_string())).await;
+    let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let source = KafkaSource::factory(ferroway_kafka::KafkaSourceOptions::new(
+        conn(),
+        group.clone(),
+        [topic.clone()],
+    ))
+    .unwrap();
+    let f = source.clone();
+    // One partition, two processors keyed by partition: every message on one lane.
+    let p = Pipeline::builder("drain", Slow(handled.clone()))
+        .producer(move || f.create())
+        .partition_by(ferroway_kafka::partition_key)
+        .processors(Processors::new().concurrency(2).max_demand(100))
+        .start()
+        .await
+        .unwrap();
+    eventually(60, "1,000 handled", || handled.load(SeqCst) >= 1_000).await;
+    let at_stop = handled.load(SeqCst);
+    let in_flight = p.in_flight() as usize;
+    p.stop().await.unwrap();
+    source.closed().await;
+    let after = handled.load(SeqCst) - at_stop;
+    eprintln!("in flight at the stop: {in_flight}; handled after it: {after}");
+    // At most (2 x processors - 1) x max_demand messages are ever in flight; the issue saw a
+    // drain handle 40,700 more records over 42 s.
+    assert!(in_flight <= 300, "in flight {in_flight}");
+    assert!(after <= 300, "{after} messages handled after the stop began");
+    let total = handled.load(SeqCst) as i64;
+    assert_eq!(
+        committed(&group, &topic, 1),
+        vec![total],
+        "what was handled is committed, no more"
+    );
+}
