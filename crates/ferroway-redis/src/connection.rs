@@ -115,11 +115,12 @@ impl Link {
     }
 
     fn last_error(&self) -> String {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_else(|| "none failed yet".to_owned())
+        self.last_attempt().unwrap_or_else(|| "none failed yet".to_owned())
+    }
+
+    /// Why the last connection attempt failed, if one did.
+    pub(crate) fn last_attempt(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

@@ -73,6 +73,20 @@ pub enum SourceError {
         /// Why the last connection attempt failed.
         last_error: String,
     },
+    /// No connection to Redis succeeded within
+    /// [`SourceOptions::connect_timeout`](crate::SourceOptions::connect_timeout) of the first
+    /// source's start: a wrong host or port, or a server that is not there.
+    #[error("Redis source `{group}`: could not reach {url} within {waited:.1?} of starting; last error: {last_error}")]
+    Unreachable {
+        /// The consumer group.
+        group: String,
+        /// The URL, password redacted.
+        url: String,
+        /// How long the sources of this consumer have waited.
+        waited: std::time::Duration,
+        /// Why the last connection attempt failed.
+        last_error: String,
+    },
     /// Redis refused a read (e.g. the group is missing and may not be created, or a stream
     /// key holds another type).
     #[error("Redis source `{group}` at {url}: {source}")]

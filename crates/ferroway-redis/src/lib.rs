@@ -47,6 +47,7 @@ mod group;
 mod in_flight;
 pub mod metrics;
 mod options;
+mod reach;
 mod reader;
 mod sink;
 mod source;

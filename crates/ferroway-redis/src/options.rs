@@ -178,13 +178,15 @@ pub struct SourceOptions {
     pub(crate) claim: Option<ClaimOptions>,
     pub(crate) on_failed: OnFailed,
     pub(crate) reconnect: Backoff,
+    pub(crate) connect_timeout: Duration,
 }
 
 impl SourceOptions {
     /// Reads `streams` as consumer group `group`. Defaults: the host name as consumer name
     /// (see above), group created if missing (from the beginning, with `MKSTREAM`), `BLOCK`
     /// 1 s, at most 1000 entries per read, claiming after 60 s idle, failed entries left
-    /// pending, reconnection with exponential backoff from 100 ms to 5 s, never giving up.
+    /// pending, reconnection with exponential backoff from 100 ms to 5 s — never giving up once
+    /// Redis answered, but failing if it never did within 60 s ([`connect_timeout`](Self::connect_timeout)).
     pub fn new(
         url: impl Into<String>,
         group: impl Into<String>,
@@ -201,6 +203,7 @@ impl SourceOptions {
             claim: Some(ClaimOptions::default()),
             on_failed: OnFailed::LeavePending,
             reconnect: default_reconnect(),
+            connect_timeout: Duration::from_secs(60),
         }
     }
 
@@ -261,6 +264,24 @@ impl SourceOptions {
     /// with [`SourceError::GaveUp`](crate::SourceError::GaveUp); the default never does.
     pub fn reconnect(mut self, policy: Backoff) -> Self {
         self.reconnect = policy;
+        self
+    }
+
+    /// How long the sources of this consumer may go without ever connecting to Redis when they
+    /// start (default 60 s). Until then the source warns (rate-limited); after, it fails with
+    /// [`SourceError::Unreachable`](crate::SourceError::Unreachable) naming the URL and the last
+    /// error, and sources started again by the pipeline fail at once — so `join`/`run_until`
+    /// returns the error instead of a program retrying a wrong host unseen. Once Redis
+    /// answered, an outage never fails the source. `Duration::MAX` waits for ever.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ferroway_redis::SourceOptions;
+    /// let opts = SourceOptions::new("redis://127.0.0.1:6379", "g", ["s"]).connect_timeout(Duration::from_secs(10));
+    /// # let _ = opts;
+    /// ```
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
         self
     }
 

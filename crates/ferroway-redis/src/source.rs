@@ -22,6 +22,7 @@ use crate::entry::{Entry, RedisMetadata, StreamId};
 use crate::error::{OptionsError, SourceError};
 use crate::in_flight::InFlight;
 use crate::options::SourceOptions;
+use crate::reach::Reach;
 use crate::reader::{Batch, Reader};
 
 /// Reads Redis streams as a member of a consumer group and emits each entry as a
@@ -90,6 +91,7 @@ pub struct RedisSource {
     ackers: Vec<Arc<dyn Acknowledger>>,
     ack_tx: mpsc::UnboundedSender<AckCmd>,
     in_flight: Arc<InFlight>,
+    reach: Arc<Reach>,
     draining: Arc<AtomicBool>,
     retry: StatefulBackoff,
     /// Not reset when a read succeeds: a connection that keeps failing logs once a period.
@@ -132,13 +134,15 @@ impl RedisSource {
             REPLY_TIMEOUT,
             opts.reconnect.clone(),
         );
-        let in_flight = InFlight::of(format!(
+        let key = format!(
             "{}\n{}\n{}\n{}",
             opts.url.expose(),
             opts.group,
             opts.consumer,
             opts.streams.join("\n")
-        ));
+        );
+        let reach = Reach::of(&key);
+        let in_flight = InFlight::of(key);
         let draining = Arc::new(AtomicBool::new(false));
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let task = AckTask {
@@ -170,6 +174,7 @@ impl RedisSource {
             ackers,
             ack_tx,
             in_flight,
+            reach,
             draining,
             retry: opts.reconnect.stateful(),
             outage: LogThrottle::new(Duration::from_secs(10)),
@@ -204,8 +209,20 @@ impl RedisSource {
 
     async fn connection(&self) -> Result<Connection<MultiplexedConnection>, SourceError> {
         loop {
-            match self.link.get(CONNECTION_WAIT).await {
-                Ok(c) => return Ok(c),
+            let Some(wait) = self.reach.wait(self.opts.connect_timeout, CONNECTION_WAIT) else {
+                self.reach.failed(self.link.last_attempt());
+                return Err(SourceError::Unreachable {
+                    group: self.opts.group.clone(),
+                    url: self.link.url().redacted(),
+                    waited: self.reach.waited(),
+                    last_error: self.reach.last_error(),
+                });
+            };
+            match self.link.get(wait).await {
+                Ok(c) => {
+                    self.reach.mark_reached();
+                    return Ok(c);
+                }
                 Err(LinkError::GaveUp { last_error }) => {
                     return Err(SourceError::GaveUp {
                         group: self.opts.group.clone(),

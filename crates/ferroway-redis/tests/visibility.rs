@@ -103,6 +103,46 @@ async fn a_source_that_gives_up_reconnecting_says_why() {
     assert!(shown.to_lowercase().contains("refused"), "the root cause: {shown}");
 }
 
+/// Handles nothing: the pipeline below never gets a message.
+struct Nothing;
+
+impl ferroway::pipeline::Handler for Nothing {
+    type Data = Entry;
+    async fn handle_message(&self, _: &mut ferroway::pipeline::Message<Entry>) -> Result<(), ferroway::BoxError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_pipeline_whose_redis_never_answers_with_default_reconnects_returns_the_error() {
+    // A wrong port, the default reconnect policy (never gives up): without a connect
+    // timeout this pipeline waits silently for ever.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = SourceOptions::new(format!("redis://127.0.0.1:{port}"), "g", ["s"]).connect_timeout(Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let p = Pipeline::builder("wrong-port", Nothing)
+        .producer(move || RedisSource::new(o.clone()).expect("valid options"))
+        .start()
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(20), p.run_until(std::future::pending()))
+        .await
+        .expect("the error reaches the caller")
+        .unwrap_err();
+    let shown = ferroway::error::Chain(&e).to_string();
+    assert!(
+        shown.contains(&format!("could not reach redis://127.0.0.1:{port}")),
+        "{shown}"
+    );
+    assert!(shown.to_lowercase().contains("refused"), "the root cause: {shown}");
+    // 2 s for the first source; its restarts fail at once (after the supervisor's backoff).
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn startup_is_logged_and_secrets_are_not() {
     let logs = Logs::default();
