@@ -28,6 +28,11 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // `RUST_LOG` decides what is logged; without a subscriber nothing is.
+//! tracing_subscriber::fmt()
+//!     .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+//!     .init();
+//! // Every option is checked here, librdkafka's properties included.
 //! let source = KafkaSource::factory(KafkaSourceOptions::new(
 //!     Connection::new("127.0.0.1:9092"),
 //!     "order-writer",
@@ -41,11 +46,15 @@
 //!     .batcher(Batcher::new("default").batch_size(500))
 //!     .start()
 //!     .await?;
-//! // ... later: finish what is in flight, commit it, leave the group.
-//! pipeline.stop().await?;
+//! // Until Ctrl-C or SIGTERM, then: finish what is in flight, commit it, leave the group.
+//! pipeline.run_until(ferroway::shutdown_signal()).await?;
 //! source.closed().await;
 //! # Ok(()) }
 //! ```
+//!
+//! Complete programs are in the crate's `examples/`: `redis_to_kafka` (a Redis Streams
+//! consumer group into a Kafka topic, dead letters to a file) and `kafka_to_stdout` (a topic
+//! to stdout or a file).
 //!
 //! # Offsets: what is committed, and when
 //!
@@ -102,6 +111,23 @@
 //! - `zstd`: zstd compression.
 //!
 //! SASL/PLAIN over plain text works without any feature; SASL/GSSAPI (Kerberos) is not offered.
+//!
+//! # Starting, outages, and what is logged
+//!
+//! - A source logs at `INFO` where it connects (servers, protocol, SASL user — never a
+//!   secret), when a broker first answered, when it joined its group and which partitions it
+//!   was assigned; at `WARN`, every 30 s, that it is still waiting for partitions (with the
+//!   last error, e.g. a topic that does not exist).
+//! - Topic metadata is refreshed every 5 s (librdkafka's default is 5 minutes): a topic
+//!   created after the source started, or again after a broker lost it, is read within
+//!   seconds of the group's rebalance.
+//! - A source that reaches no broker within `connect_timeout` (60 s) fails, and so does the
+//!   pipeline: `join`/`run_until` return the error, naming the servers. Once connected, an
+//!   outage never fails the source; it waits for librdkafka to reconnect.
+//! - librdkafka's own warnings and client errors (a broker down, all brokers down, ...) are
+//!   logged once per kind every 10 s, with how many were held back.
+//! - The sink notices an outage within its delivery timeout (30 s) and returns an error the
+//!   pipeline waits out ([`KafkaError::Unavailable`]): see [`KafkaSink`].
 //!
 //! # Metrics
 //!

@@ -5,6 +5,7 @@ mod delivery;
 mod native;
 mod producer;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -271,11 +272,47 @@ impl KafkaSink {
         &self,
         messages: &mut [Message<T>],
     ) -> Result<BatchReport, KafkaError> {
+        self.send_batch_with(messages, |m| Cow::Borrowed(m.data().as_ref()))
+            .await
+    }
+
+    /// [`send_batch`](Self::send_batch) for messages whose data is not bytes: `payload`
+    /// makes each record's payload from its message (encoding it, or taking bytes a processor
+    /// put on it as metadata).
+    ///
+    /// ```no_run
+    /// use std::borrow::Cow;
+    /// use ferroway::pipeline::Message;
+    /// use ferroway_kafka::{KafkaError, KafkaSink};
+    ///
+    /// struct Order { id: u64, cents: u64 }
+    ///
+    /// async fn forward(sink: &KafkaSink, batch: &mut [Message<Order>]) -> Result<(), KafkaError> {
+    ///     sink.send_batch_with(batch, |m| {
+    ///         let o = m.data();
+    ///         Cow::Owned(format!(r#"{{"id":{},"cents":{}}}"#, o.id, o.cents).into_bytes())
+    ///     })
+    ///     .await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`KafkaError::Unavailable`], as for `send_batch`.
+    pub async fn send_batch_with<T, F>(
+        &self,
+        messages: &mut [Message<T>],
+        payload: F,
+    ) -> Result<BatchReport, KafkaError>
+    where
+        T: Sync,
+        F: for<'m> Fn(&'m Message<T>) -> Cow<'m, [u8]> + Sync,
+    {
         let todo: Vec<usize> = (0..messages.len())
             .filter(|&i| messages[i].metadata::<SentBy>().is_none_or(|s| s.0 != self.id))
             .collect();
         let producer = self.producer();
-        let failures = self.send_round(&producer, messages, &todo).await;
+        let failures = self.send_round(&producer, messages, &todo, &payload).await;
         let mut report = BatchReport {
             sent: messages.len() - failures.len(),
             failed: 0,
@@ -379,14 +416,21 @@ impl KafkaSink {
     /// Consecutive records for one topic without headers, timestamp or explicit partition
     /// are handed over as a batch; the others one at a time. Either way they are enqueued in
     /// order.
-    async fn send_round<T: AsRef<[u8]> + Sync>(
+    async fn send_round<T, F>(
         &self,
         producer: &Producer,
         messages: &[Message<T>],
         idx: &[usize],
-    ) -> Vec<Failure> {
+        payload: &F,
+    ) -> Vec<Failure>
+    where
+        T: Sync,
+        F: for<'m> Fn(&'m Message<T>) -> Cow<'m, [u8]> + Sync,
+    {
         let mut failures = Vec::new();
         for chunk in idx.chunks(MAX_ROUND) {
+            // Made up front: a batch borrows them until librdkafka has copied them.
+            let payloads: Vec<Cow<'_, [u8]>> = chunk.iter().map(|&i| payload(&messages[i])).collect();
             let round = producer.context().rounds.start();
             let mut batch: Vec<BatchRecord<'_>> = Vec::new();
             let mut batch_topic: Option<&str> = None;
@@ -424,7 +468,7 @@ impl KafkaSink {
                     batch_topic = Some(topic);
                     batch.push(BatchRecord {
                         index: i,
-                        payload: m.data().as_ref(),
+                        payload: &payloads[k],
                         key,
                         opaque: round.opaque(k),
                     });
@@ -432,7 +476,7 @@ impl KafkaSink {
                 }
                 let r = build(
                     topic,
-                    m.data().as_ref(),
+                    &payloads[k],
                     key,
                     &headers,
                     partition,
