@@ -400,7 +400,7 @@ impl Handler for SendHandler {
     }
 
     async fn handle_batch(&self, batch: &mut [Message<Vec<u8>>], _: &BatchInfo) -> Result<(), BoxError> {
-        let r = self.0.sink.send_batch(batch).await;
+        let r = self.0.sink.send_batch(batch).await?;
         self.0.failed.fetch_add(r.failed as u64, Ordering::Relaxed);
         Ok(())
     }
