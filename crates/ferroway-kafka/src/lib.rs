@@ -89,7 +89,13 @@
 //! pauses all its partitions (and keeps polling, so it stays in its group). Memory is bounded
 //! by demand, `prefetch` and librdkafka's `queued.max.messages.kbytes`, never by the topic.
 //! (librdkafka's copy of a message lives until the source's poller thread next turns round,
-//! shortly after the pipeline took it: briefly, about one demand's worth more.)
+//! shortly after the pipeline took it: briefly, about one demand's worth more.) This holds with
+//! any key distribution: with [`partition_key`] and a one-partition topic, every message goes
+//! to one lane, and the pipeline holds back the source rather than queue for it. Measured
+//! (`tests/memory.rs`, release build): 200,000 records of 1 KB in one partition, 2 processors,
+//! default options — peak RSS 42 MiB, 15 MiB of it before the pipeline started; librdkafka's
+//! 16 MiB prefetch is most of the rest (`max_prefetch_kbytes` lowers it). A stop handles only
+//! what is in flight: messages fetched and not yet emitted are dropped, never tracked.
 //!
 //! # Producing
 //!

@@ -715,6 +715,9 @@ impl KafkaSourceOptions {
         if self.commit_interval.is_zero() {
             return Err(ConfigError::new("commit_interval", "must be longer than zero"));
         }
+        if self.connect_timeout.is_zero() {
+            return Err(ConfigError::new("connect_timeout", "must be longer than zero"));
+        }
         if self.session_timeout < Duration::from_millis(1) {
             return Err(ConfigError::new("session.timeout.ms", "must be at least 1 ms"));
         }
@@ -1117,6 +1120,10 @@ mod tests {
             "commit_interval"
         );
         assert_eq!(
+            opt(KafkaSourceOptions::new(conn(), "g", ["t"]).connect_timeout(Duration::ZERO)),
+            "connect_timeout"
+        );
+        assert_eq!(
             opt(KafkaSourceOptions::new(conn(), "g", ["t"]).revoke_drain_timeout(Duration::from_secs(600))),
             "revoke_drain_timeout"
         );
@@ -1161,5 +1168,11 @@ mod tests {
             Some("7"),
             "passthrough wins over typed defaults"
         );
+        for c in [o.client_config(), KafkaSinkOptions::new(conn()).client_config()] {
+            assert_eq!(c.get("topic.metadata.refresh.interval.ms"), Some("5000"));
+        }
+        let slow = conn().property("topic.metadata.refresh.interval.ms", "60000");
+        let c = KafkaSourceOptions::new(slow, "g", ["t"]).client_config();
+        assert_eq!(c.get("topic.metadata.refresh.interval.ms"), Some("60000"));
     }
 }
