@@ -77,12 +77,14 @@ pub mod generator;
 pub mod stdio;
 
 mod format;
+mod dead_letter;
 mod record;
 
 #[cfg(feature = "json")]
 pub use format::Ndjson;
 pub use format::{Bytes, LineFormat, Text};
-pub use record::{DeadLetterWriter, LineSink};
+pub use dead_letter::{DeadLetterWriter, LineSink};
+pub use record::{AsRecord, Record};
 
 /// Lines read by a file or reader source (counter; label `source`).
 pub const LINES_READ: &str = "ferroway_connector_lines_read_total";

@@ -1,154 +1,146 @@
-//! Dead-letter records: one JSON object per failed message, written by the file and writer sinks.
+//! The broker-neutral record: what any source can emit and any sink accept.
 
-use std::sync::Arc;
+use bytes::Bytes;
 
-use crate::error::BoxError;
-use crate::pipeline::{BoxFuture, DeadLetterInfo, DeadLetterSink, Message};
-
-/// A sink of newline-terminated lines that can tell when they are durable: what
-/// [`DeadLetterWriter`] writes dead letters to. Implemented by
-/// [`FileSink`](super::file::FileSink) and [`WriterSink`](super::stdio::WriterSink).
-pub trait LineSink: Send + Sync + 'static {
-    /// Appends `lines` (each ending in `\n`) and resolves once they are durable.
-    fn append_durable(&self, lines: Vec<u8>) -> BoxFuture<'_, Result<(), BoxError>>;
-}
-
-/// A [`DeadLetterSink`] for messages of any data type: `encode` turns the data into bytes, and
-/// each failed message becomes one JSON line `{"pipeline", "stage", "reason", "origin",
-/// "data"}` — `origin` holds the fields of the message's [`Origin`](crate::pipeline::Origin)
-/// (`{"path", "line", "offset"}` for file sources, `{"topic", "partition", "offset"}` for Kafka,
-/// …), `data` the encoded data as a string. The messages are acknowledged as successful only
-/// once these lines are durable.
+/// A message's content in no broker's terms: payload bytes, an optional key, headers and a
+/// timestamp. Where it came from (topic/partition/offset, stream and entry id, …) stays in the
+/// message's typed [`Origin`](crate::pipeline::Origin) metadata, not in the record.
 ///
-/// Sinks whose data already is bytes (`String`, `Vec<u8>`) can be used directly: file and
-/// writer sinks implement `DeadLetterSink<T>` for `T: AsRef<[u8]>`.
+/// `Bytes` clones share the buffer, so a record can be handed on without copying its payload.
 ///
 /// ```
-/// use ferroway::connector::DeadLetterWriter;
-/// use ferroway::connector::file::{FileSink, FileSinkOptions};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let path = std::env::temp_dir().join(format!("ferroway-doc-dlq-{}.ndjson", std::process::id()));
-/// let sink = FileSink::open(&path, FileSinkOptions::new()).await?;
-/// // For a pipeline of `u64`s: `.dead_letter(dead_letters)`.
-/// let dead_letters = DeadLetterWriter::new(sink, |n: &u64| n.to_string().into_bytes());
-/// # let _ = dead_letters;
-/// # std::fs::remove_file(&path)?;
-/// # Ok(()) }
+/// use ferroway::connector::Record;
+/// let r = Record::new("{\"id\":7}")
+///     .key("order-7")
+///     .header("content-type", "application/json")
+///     .timestamp_ms(1_700_000_000_000);
+/// assert_eq!(&r.payload[..], b"{\"id\":7}");
+/// assert_eq!(r.key.as_deref(), Some(&b"order-7"[..]));
+/// assert_eq!(r.header_value("content-type"), Some(&b"application/json"[..]));
 /// ```
-pub struct DeadLetterWriter<S, T> {
-    sink: S,
-    encode: Encode<T>,
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// The content.
+    pub payload: Bytes,
+    /// The key (a Kafka key, a partitioning key), if any.
+    pub key: Option<Bytes>,
+    /// Headers in order; a name may repeat (Kafka and NATS allow it).
+    pub headers: Vec<(String, Bytes)>,
+    /// When the record was made, in milliseconds since the Unix epoch, if known.
+    pub timestamp: Option<i64>,
 }
 
-type Encode<T> = Arc<dyn Fn(&T) -> Vec<u8> + Send + Sync>;
-
-impl<S: LineSink, T> DeadLetterWriter<S, T> {
-    /// Dead letters to `sink`, their data encoded by `encode`.
-    pub fn new(sink: S, encode: impl Fn(&T) -> Vec<u8> + Send + Sync + 'static) -> Self {
-        DeadLetterWriter {
-            sink,
-            encode: Arc::new(encode),
+impl Record {
+    /// A record of `payload` alone.
+    pub fn new(payload: impl Into<Bytes>) -> Self {
+        Record {
+            payload: payload.into(),
+            ..Record::default()
         }
     }
-}
 
-impl<S: LineSink, T: 'static> DeadLetterSink<T> for DeadLetterWriter<S, T> {
-    fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
-        let mut buf = Vec::new();
-        for m in messages.iter() {
-            encode_dead_letter(m, &(self.encode)(m.data()), &mut buf);
-        }
-        self.sink.append_durable(buf)
+    /// With a key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// With one more header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// With a timestamp, in milliseconds since the Unix epoch.
+    pub fn timestamp_ms(mut self, ms: i64) -> Self {
+        self.timestamp = Some(ms);
+        self
+    }
+
+    /// The first header called `name`.
+    pub fn header_value(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| &v[..])
     }
 }
 
-/// Writes failed messages whose data is bytes.
-pub(crate) fn send_bytes<'a, T: AsRef<[u8]>>(
-    sink: &'a impl LineSink,
-    messages: &[Message<T>],
-) -> BoxFuture<'a, Result<(), BoxError>> {
-    let mut buf = Vec::new();
-    for m in messages {
-        encode_dead_letter(m, m.data().as_ref(), &mut buf);
+/// A view of data as a [`Record`], without copying it: what sinks accept. Implemented by
+/// [`Record`] and by plain payloads (`Vec<u8>`, `String`, `Bytes`, `Box<[u8]>`, `&'static str`);
+/// a connector's own data type can implement it too, or be turned into a `Record` with
+/// [`Message::map`](crate::pipeline::Message::map).
+///
+/// ```
+/// use ferroway::connector::AsRecord;
+/// let line = String::from("hello");
+/// assert_eq!(line.payload(), b"hello");
+/// assert_eq!(line.key(), None);
+/// ```
+pub trait AsRecord {
+    /// The content.
+    fn payload(&self) -> &[u8];
+
+    /// The key, if any.
+    fn key(&self) -> Option<&[u8]> {
+        None
     }
-    sink.append_durable(buf)
+
+    /// The headers, in order.
+    fn headers(&self) -> &[(String, Bytes)] {
+        &[]
+    }
+
+    /// Milliseconds since the Unix epoch, if known.
+    fn timestamp(&self) -> Option<i64> {
+        None
+    }
 }
 
-/// One dead-letter line.
-pub(crate) fn encode_dead_letter<T>(m: &Message<T>, data: &[u8], out: &mut Vec<u8>) {
-    let info = m.metadata::<DeadLetterInfo>();
-    out.push(b'{');
-    if let Some(info) = info {
-        field(out, "pipeline", info.pipeline.as_bytes());
-        field(out, "stage", info.stage.as_bytes());
+impl AsRecord for Record {
+    fn payload(&self) -> &[u8] {
+        &self.payload
     }
-    let reason = info.map(|i| &*i.reason).or(m.failure()).unwrap_or("failed");
-    field(out, "reason", reason.as_bytes());
-    if let Some(origin) = m.origin() {
-        out.extend_from_slice(b"\"origin\":{");
-        for (name, value) in origin.fields() {
-            field(out, name, value.as_bytes());
-        }
-        if out.last() == Some(&b',') {
-            out.pop();
-        }
-        out.extend_from_slice(b"},");
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
     }
-    field(out, "data", data);
-    out.pop(); // the last comma
-    out.extend_from_slice(b"}\n");
+    fn headers(&self) -> &[(String, Bytes)] {
+        &self.headers
+    }
+    fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
 }
 
-fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.push(b'"');
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
-    json_string(out, value);
-    out.push(b',');
-}
-
-/// Appends `value` as a JSON string; invalid UTF-8 becomes U+FFFD, so the line stays JSON.
-pub(crate) fn json_string(out: &mut Vec<u8>, value: &[u8]) {
-    out.push(b'"');
-    for c in String::from_utf8_lossy(value).chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+macro_rules! payload_only {
+    ($($t:ty),*) => {$(
+        impl AsRecord for $t {
+            fn payload(&self) -> &[u8] {
+                AsRef::<[u8]>::as_ref(self)
             }
         }
-    }
-    out.push(b'"');
+    )*};
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+payload_only!(Vec<u8>, String, Bytes, Box<[u8]>, &'static str);
 
-    #[test]
-    fn escapes_control_characters_quotes_and_invalid_utf8() {
-        let mut out = Vec::new();
-        json_string(&mut out, b"a\"b\\c\nd\x01\xff");
-        assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"b\\\\c\\nd\\u0001\u{fffd}\"");
+impl AsRecord for std::sync::Arc<str> {
+    fn payload(&self) -> &[u8] {
+        self.as_bytes()
     }
+}
 
-    #[test]
-    fn a_record_names_reason_and_data() {
-        let mut m = Message::new("x\ty".to_string());
-        m.fail("bad \"thing\"");
-        let mut out = Vec::new();
-        encode_dead_letter(&m, m.data().as_bytes(), &mut out);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "{\"reason\":\"bad \\\"thing\\\"\",\"data\":\"x\\ty\"}\n"
-        );
+impl From<Vec<u8>> for Record {
+    fn from(v: Vec<u8>) -> Self {
+        Record::new(v)
+    }
+}
+
+impl From<String> for Record {
+    fn from(v: String) -> Self {
+        Record::new(v)
+    }
+}
+
+impl From<Bytes> for Record {
+    fn from(v: Bytes) -> Self {
+        Record::new(v)
     }
 }

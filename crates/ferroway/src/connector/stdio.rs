@@ -51,7 +51,7 @@ use tokio::sync::Mutex;
 
 use super::file::FileMetadata;
 use super::format::strip_line_ending;
-use super::record::{self, LineSink};
+use super::dead_letter::{self, LineSink};
 use super::{LineFormat, Text};
 use crate::error::BoxError;
 use crate::pipeline::{BoxFuture, DeadLetterSink, Message};
@@ -305,7 +305,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> LineSink for WriterSink<W> {
 
 impl<W: AsyncWrite + Unpin + Send + 'static, T: AsRef<[u8]> + Send + 'static> DeadLetterSink<T> for WriterSink<W> {
     fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
-        record::send_bytes(self, messages)
+        dead_letter::send_bytes(self, messages)
     }
 }
 

@@ -204,6 +204,27 @@ impl<T> Message<T> {
         self.data
     }
 
+    /// The same message with its data turned into another type: acknowledgement, metadata,
+    /// origin, batch key and status are kept. How a pipeline hands one source's data to
+    /// another connector's sink (a Redis entry to a Kafka record, say).
+    ///
+    /// ```
+    /// use ferroway::pipeline::Message;
+    /// let mut m = Message::new(42u64);
+    /// m.put_batch_key("answers");
+    /// let m: Message<String> = m.map(|n| n.to_string());
+    /// assert_eq!((m.data().as_str(), m.batch_key()), ("42", &"answers".into()));
+    /// ```
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Message<U> {
+        Message {
+            data: f(self.data),
+            ack: self.ack,
+            batcher: self.batcher,
+            discarded: self.discarded,
+            extras: self.extras,
+        }
+    }
+
     /// Replaces the data with `f(data)`.
     pub fn update_data(&mut self, f: impl FnOnce(&T) -> T) {
         self.data = f(&self.data);

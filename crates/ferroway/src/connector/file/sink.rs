@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::FileError;
 use super::checkpoint::sync_dir;
-use crate::connector::record::{self, LineSink};
+use crate::connector::dead_letter::{self, LineSink};
 use crate::connector::{self};
 use crate::error::BoxError;
 use crate::pipeline::{BoxFuture, DeadLetterSink, Message};
@@ -587,7 +587,7 @@ impl LineSink for FileSink {
 /// [`DeadLetterWriter`](crate::connector::DeadLetterWriter) for other data types).
 impl<T: AsRef<[u8]> + Send + 'static> DeadLetterSink<T> for FileSink {
     fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
-        record::send_bytes(self, messages)
+        dead_letter::send_bytes(self, messages)
     }
 }
 
