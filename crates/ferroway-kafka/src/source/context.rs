@@ -81,7 +81,8 @@ impl ConsumerContext for SourceContext {
             }
             Err(e) => {
                 sh.metrics.commits_failed.increment(1);
-                warn!(group = %sh.opts.group_id, error = %e, "offset commit failed; retrying at the next interval");
+                // Rate-limited: while a broker is away this fails every commit interval.
+                self.log.error(&e, "offset commit; retried at the next interval");
                 let mut s = sh.lock();
                 for el in offsets.elements() {
                     if let Offset::Offset(o) = el.offset() {
@@ -191,7 +192,10 @@ fn commit_now(consumer: &BaseConsumer<SourceContext>, sh: &Shared, commits: &[Co
     if let Err(e) = consumer.commit(&tpl_of(commits), mode) {
         // With a sync commit the callback also reports this; with async, only this does when
         // the request could not even be queued. Either way: retry next interval.
-        warn!(group = %sh.opts.group_id, error = %e, "offset commit failed");
+        consumer
+            .context()
+            .log
+            .error(&e, "offset commit; retried at the next interval");
         let mut s = sh.lock();
         for c in commits {
             s.book.commit_failed(&c.topic, c.partition, c.offset);
