@@ -76,14 +76,14 @@ pub mod file;
 pub mod generator;
 pub mod stdio;
 
-mod format;
 mod dead_letter;
+mod format;
 mod record;
 
+pub use dead_letter::{DeadLetterWriter, LineSink};
 #[cfg(feature = "json")]
 pub use format::Ndjson;
 pub use format::{Bytes, LineFormat, Text};
-pub use dead_letter::{DeadLetterWriter, LineSink};
 pub use record::{AsRecord, Record};
 
 /// Lines read by a file or reader source (counter; label `source`).

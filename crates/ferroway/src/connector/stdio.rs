@@ -49,9 +49,9 @@ use futures_util::FutureExt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::Mutex;
 
+use super::dead_letter::{self, LineSink};
 use super::file::FileMetadata;
 use super::format::strip_line_ending;
-use super::dead_letter::{self, LineSink};
 use super::{LineFormat, Text};
 use crate::error::BoxError;
 use crate::pipeline::{BoxFuture, DeadLetterSink, Message};
