@@ -64,9 +64,10 @@ pub async fn create_topic(name: &str, partitions: i32) {
     create_topic_on(BROKER, name, partitions).await;
 }
 
-/// Creates `name` on the broker at `bootstrap` (one that exists already is fine) and waits
-/// until its metadata shows every partition.
-pub async fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) {
+/// Creates `name` on the broker at `bootstrap` and waits until its metadata shows every
+/// partition. A topic that exists already is fine, whatever its partition count (a producer
+/// may have had the broker create it first): the count the metadata shows is returned.
+pub async fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) -> i32 {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -79,9 +80,11 @@ pub async fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) {
         )
         .await
         .expect("create topics");
+    let mut existed = false;
     for r in res {
         match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => existed = true,
             Err((t, e)) => panic!("creating topic {t}: {e}"),
         }
     }
@@ -93,12 +96,12 @@ pub async fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(md) = c.fetch_metadata(Some(name), Duration::from_secs(2))
-            && md
-                .topics()
-                .iter()
-                .any(|t| t.name() == name && t.partitions().len() == partitions as usize)
+            && let Some(t) = md.topics().iter().find(|t| t.name() == name)
         {
-            return;
+            let seen = t.partitions().len() as i32;
+            if seen == partitions || (existed && seen > 0) {
+                return seen;
+            }
         }
         assert!(
             Instant::now() < deadline,
