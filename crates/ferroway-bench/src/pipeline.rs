@@ -81,7 +81,7 @@ impl Shape {
 
 /// The skewed key: 9 in 10 messages on key 0.
 fn skewed_key(i: u64) -> u64 {
-    if i % 10 != 0 { 0 } else { 1 + (i / 10) % 15 }
+    if !i.is_multiple_of(10) { 0 } else { 1 + (i / 10) % 15 }
 }
 
 fn kilobyte(i: u64) -> Box<[u8]> {
