@@ -1,6 +1,9 @@
 //! Acknowledgements of the source's messages: they move the partitions' watermarks.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use ferroway::telemetry::LogThrottle;
 
 use ferroway::pipeline::{AckToken, Acknowledger, Acks, BoxFuture, OnFailure};
 use tracing::{debug, error, warn};
@@ -11,6 +14,19 @@ use crate::options::OnFailed;
 /// Acknowledgements of the source's messages.
 pub(super) struct SourceAcker {
     pub(super) shared: Arc<Shared>,
+    /// A flood of failures logs one line per kind every few seconds; metrics count them all.
+    pub(super) held_log: LogThrottle,
+    pub(super) skipped_log: LogThrottle,
+}
+
+impl SourceAcker {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        SourceAcker {
+            shared,
+            held_log: LogThrottle::new(Duration::from_secs(5)),
+            skipped_log: LogThrottle::new(Duration::from_secs(5)),
+        }
+    }
 }
 
 impl Acknowledger for SourceAcker {
@@ -59,12 +75,16 @@ impl Acknowledger for SourceAcker {
         for (topic, partition, offset, reason, hold) in failures {
             if hold {
                 sh.metrics.failed_held.increment(1);
-                warn!(group = %sh.opts.group_id, %topic, partition, offset, %reason,
-                    "message failed: holding the partition's commit below it (redelivered after a restart or rebalance)");
+                if let Some(suppressed) = self.held_log.allow() {
+                    warn!(group = %sh.opts.group_id, %topic, partition, offset, %reason, suppressed,
+                        "message failed: holding the partition's commit below it (redelivered after a restart or rebalance)");
+                }
             } else {
                 sh.metrics.failed_committed.increment(1);
-                error!(group = %sh.opts.group_id, %topic, partition, offset, %reason,
-                    "message failed and was not dead-lettered: committing past it (skipped)");
+                if let Some(suppressed) = self.skipped_log.allow() {
+                    error!(group = %sh.opts.group_id, %topic, partition, offset, %reason, suppressed,
+                        "message failed and was not dead-lettered: committing past it (skipped)");
+                }
             }
         }
     }

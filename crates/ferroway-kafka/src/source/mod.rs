@@ -130,7 +130,7 @@ impl KafkaSource {
 
     fn start(opts: Arc<KafkaSourceOptions>, live: Arc<watch::Sender<usize>>, reach: Arc<Reach>) -> KafkaSource {
         let shared = Arc::new(Shared::new(opts.clone()));
-        let acker = Arc::new(SourceAcker { shared: shared.clone() });
+        let acker = Arc::new(SourceAcker::new(shared.clone()));
         let servers = &opts.connection.bootstrap_servers;
         info!(group = %opts.group_id, topics = ?opts.topics, servers = %servers,
             security = %opts.connection.security_summary(), "Kafka source connecting");
