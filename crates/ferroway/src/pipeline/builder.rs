@@ -123,8 +123,9 @@ impl<H: Handler, P> PipelineBuilder<H, P> {
     ///
     /// Memory stays bounded by configuration whatever the key distribution — one hot key,
     /// skew, a single Kafka partition: before the batchers at most `producer_concurrency ×
-    /// (2 × processors − 1) × processors.max_demand` messages are in flight (each lane's
-    /// demand, plus what waits for a busy lane, which never exceeds the other lanes' demand).
+    /// (3 × processors − 1) × processors.max_demand` messages are in flight (each lane's
+    /// demand; plus what waits for busy lanes, which never exceeds one `max_demand` per lane
+    /// of slack and the other lanes' demand).
     pub fn partition_by(mut self, key: impl Fn(&Message<H::Data>) -> u64 + Send + Sync + 'static) -> Self {
         self.partition_by = Some(Arc::new(key));
         self

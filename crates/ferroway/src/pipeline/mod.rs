@@ -54,12 +54,12 @@
 //! [`partition_by`](PipelineBuilder::partition_by). Messages in flight are at most
 //!
 //! ```text
-//! producer_concurrency × (2 × processors − 1) × processors.max_demand        (to the processors)
+//! producer_concurrency × (3 × processors − 1) × processors.max_demand        (to the processors)
 //! + per batcher: processors × batcher.max_demand                             (taken by the batcher)
 //!              + (2 × concurrency + 2 × (concurrency − 1)) × batch_size      (batches in hand or queued)
 //! ```
 //!
-//! (without `partition_by`, `2 × processors − 1` is just `processors`). `ferroway_pipeline_in_flight`
+//! (without `partition_by`, `3 × processors − 1` is just `processors`). `ferroway_pipeline_in_flight`
 //! and [`Pipeline::in_flight`] show where you are.
 
 mod ack;

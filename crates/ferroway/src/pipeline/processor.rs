@@ -116,13 +116,25 @@ async fn process<H: Handler>(
 /// `handle_message` with panics caught and, when configured, retries with backoff. An
 /// outage is waited out without using up the retries.
 async fn handle_one<H: Handler>(shared: &Shared<H>, m: &mut Message<H::Data>) {
+    let first = AssertUnwindSafe(shared.handler.handle_message(m)).catch_unwind().await;
+    if let Ok(Ok(())) = first {
+        return;
+    }
+    // Boxed: the failure path's state stays out of the per-message future.
+    Box::pin(handle_failure(shared, m, first)).await;
+}
+
+type Attempt = Result<Result<(), crate::error::BoxError>, Box<dyn std::any::Any + Send>>;
+
+async fn handle_failure<H: Handler>(shared: &Shared<H>, m: &mut Message<H::Data>, mut attempt: Attempt) {
     let mut delays = shared.retry.as_ref().map(|(policy, max)| policy.delays().take(*max));
     let mut outage = Outage::new(shared, "processor");
     loop {
-        let reason = match AssertUnwindSafe(shared.handler.handle_message(m)).catch_unwind().await {
+        let reason = match attempt {
             Ok(Ok(())) => break,
             Ok(Err(e)) if is_unavailable(&*e) => {
                 outage.wait(&*e, 1).await;
+                attempt = AssertUnwindSafe(shared.handler.handle_message(m)).catch_unwind().await;
                 continue;
             }
             Ok(Err(e)) => e.to_string(),
@@ -132,6 +144,7 @@ async fn handle_one<H: Handler>(shared: &Shared<H>, m: &mut Message<H::Data>) {
             Some(d) => {
                 tracing::debug!(pipeline = %shared.name, %reason, delay = ?d, "retrying message");
                 tokio::time::sleep(d).await;
+                attempt = AssertUnwindSafe(shared.handler.handle_message(m)).catch_unwind().await;
             }
             None => {
                 m.fail(reason);

@@ -13,6 +13,7 @@ use super::dispatcher::Dispatcher;
 use super::handle::{AsProducer, Emitter, ProducerRef, StageTask, default_name};
 use super::outbox::{After, Outbox};
 use super::subscription::{EndReason, ProducerMsg};
+use super::transform::sleep_until;
 use crate::error::{BoxError, StageError};
 
 /// What [`Producer::handle_demand`] hands back.
@@ -274,7 +275,7 @@ async fn drive<P: Producer>(
                     // Nobody can reach this stage any more.
                     None => return Ok(()),
                 },
-                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                () = sleep_until(wake), if wake.is_some() => {
                     idle_until = None;
                 }
             }

@@ -158,8 +158,9 @@ where
     }
 }
 
-/// Sleeps until `deadline`; never wakes without one (and costs no clock read then).
-async fn sleep_until(deadline: Option<Instant>) {
+/// Sleeps until `deadline`; never wakes without one (and costs no clock read then: select!
+/// builds every branch's future on every turn, a disabled one's too).
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,

@@ -72,10 +72,12 @@ impl<T> Dispatcher<T> {
     /// Splits events over `partitions` partitions by `f`; a `None` from `f` discards the event.
     /// Each subscriber names its partition with
     /// [`SubscribeOptions::partition`](crate::stage::SubscribeOptions::partition).
-    /// Events for a partition without demand wait in that partition's queue. The producer is
-    /// asked for more only while the total demand exceeds what waits in the queues, so the
-    /// queues together never hold more than the demand of the partitions that have none
-    /// queued — at most `(partitions - 1) × max_demand` — with any key distribution.
+    /// Events for a partition without demand wait in that partition's queue. The queues may
+    /// hold one `max_demand` per subscriber (so a lane that asks again finds events waiting);
+    /// beyond that the producer is asked for more only while the total demand exceeds what
+    /// waits. So the queues together never hold more than that slack plus the demand of the
+    /// partitions with nothing queued — at most `(2 × partitions − 1) × max_demand` — with
+    /// any key distribution.
     ///
     /// `partitions` must be at least 1; an index returned by `f` outside `0..partitions` stops
     /// the stage with [`StageError::PartitionOutOfRange`].

@@ -11,6 +11,8 @@ struct Part<T> {
     sub: Option<Link<T>>,
     // Invariant: demand > 0 only while the queue is empty.
     demand: usize,
+    /// The subscriber's `max_demand`: what its queue may hold ahead of demand.
+    max_demand: usize,
     queue: VecDeque<T>,
 }
 
@@ -20,6 +22,9 @@ pub(crate) struct PartitionDispatcher<T> {
     f: PartitionFn<T>,
     total: usize,
     queued: usize,
+    /// Events the queues may hold before they hold back the producer: the subscribers'
+    /// `max_demand`s together, so a lane that asks again finds events waiting.
+    slack: usize,
     discarded: metrics::Counter,
 }
 
@@ -29,6 +34,7 @@ impl<T> PartitionDispatcher<T> {
             .map(|_| Part {
                 sub: None,
                 demand: 0,
+                max_demand: 0,
                 queue: VecDeque::new(),
             })
             .collect();
@@ -39,6 +45,7 @@ impl<T> PartitionDispatcher<T> {
             f,
             total: 0,
             queued: 0,
+            slack: 0,
             discarded,
         }
     }
@@ -64,6 +71,7 @@ impl<T> PartitionDispatcher<T> {
                     }
                     self.total -= part.demand;
                     part.demand = 0;
+                    self.slack -= std::mem::take(&mut part.max_demand);
                     if let Some(l) = part.sub.take() {
                         l.forget()
                     }
@@ -85,7 +93,10 @@ impl<T: Send> Dispatch<T> for PartitionDispatcher<T> {
             Some(p) if p >= n => format!("partition {p} is out of range (0..{n})"),
             Some(p) if self.parts[p].sub.is_some() => format!("partition {p} already has a subscriber"),
             Some(p) => {
-                self.parts[p].sub = Some(link);
+                let part = &mut self.parts[p];
+                part.sub = Some(link);
+                part.max_demand = opts.demand().0;
+                self.slack += part.max_demand;
                 return Ok(());
             }
         };
@@ -105,6 +116,7 @@ impl<T: Send> Dispatch<T> for PartitionDispatcher<T> {
             .find(|p| p.sub.as_ref().is_some_and(|l| l.id == id))?;
         self.total -= part.demand;
         part.demand = 0;
+        self.slack -= std::mem::take(&mut part.max_demand);
         part.sub.take()
     }
 
@@ -127,13 +139,14 @@ impl<T: Send> Dispatch<T> for PartitionDispatcher<T> {
         }
     }
 
-    /// Demand that events can still meet without piling up: total demand less what already
-    /// waits in partition queues. A partition with a queue has no demand, so every queued
-    /// event was emitted against another partition's demand; stopping there bounds the
-    /// queues by the demand of the partitions without one, whatever the key distribution
-    /// (one hot key, skew, a single partition).
+    /// Demand that events can still meet without piling up: total demand, less what waits in
+    /// the queues beyond their slack (the subscribers' `max_demand`s together). A partition
+    /// with a queue has no demand, so every queued event was emitted against another
+    /// partition's demand; holding back there bounds the queues by the slack plus the demand
+    /// of the partitions without one, whatever the key distribution (one hot key, skew, a
+    /// single partition). The slack keeps an even flow from waiting on the producer.
     fn available(&self) -> usize {
-        self.total.saturating_sub(self.queued)
+        self.total.saturating_sub(self.queued.saturating_sub(self.slack))
     }
 
     fn dispatch(&mut self, events: Vec<T>) -> Result<Vec<T>, StageError> {
@@ -166,7 +179,14 @@ impl<T: Send> Dispatch<T> for PartitionDispatcher<T> {
 
     fn take_links(&mut self) -> Vec<Link<T>> {
         self.total = 0;
-        self.parts.iter_mut().filter_map(|p| p.sub.take()).collect()
+        self.slack = 0;
+        self.parts
+            .iter_mut()
+            .filter_map(|p| {
+                p.max_demand = 0;
+                p.sub.take()
+            })
+            .collect()
     }
 
     fn queued(&self) -> usize {
