@@ -622,10 +622,10 @@ async fn a_stop_under_partition_by_finishes_what_is_in_flight_and_pulls_no_more(
     source.closed().await;
     let after = handled.load(SeqCst) - at_stop;
     eprintln!("in flight at the stop: {in_flight}; handled after it: {after}");
-    // At most (2 x processors - 1) x max_demand messages are ever in flight; the issue saw a
-    // drain handle 40,700 more records over 42 s.
-    assert!(in_flight <= 300, "in flight {in_flight}");
-    assert!(after <= 300, "{after} messages handled after the stop began");
+    // At most (3 x processors - 1) x max_demand messages are ever in flight (see
+    // `PipelineBuilder::partition_by`); the issue saw a drain handle 40,700 more records over 42 s.
+    assert!(in_flight <= 500, "in flight {in_flight}");
+    assert!(after <= 500, "{after} messages handled after the stop began");
     let total = handled.load(SeqCst) as i64;
     assert_eq!(
         committed(&group, &topic, 1),
