@@ -105,7 +105,7 @@
 //! timeout) it returns an error the pipeline recognises as an outage
 //! ([`ferroway::error::Unavailable`]): the batch is kept and handled again with backoff, never
 //! dead-lettered or acknowledged. The producer is idempotent by default. A [`KafkaSink`] is
-//! also a [`DeadLetterSink`](ferroway::pipeline::DeadLetterSink).
+//! a [`Sink`](ferroway::connector::Sink), also for dead letters.
 //!
 //! # Features
 //!

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use ferroway::BoxError;
-use ferroway::pipeline::{BoxFuture, DeadLetterSink, Message, Pipeline, Processors};
+use ferroway::connector::Sink;
+use ferroway::pipeline::{BoxFuture, Message, Pipeline, Processors};
 use ferroway_kafka::{KafkaRecord, KafkaSink, KafkaSource, OnFailed, dead_letter_headers};
 use tokio::sync::Notify;
 
@@ -264,11 +265,11 @@ struct GatedDlq {
     sink: ferroway_kafka::KafkaSink,
 }
 
-impl DeadLetterSink<Vec<u8>> for GatedDlq {
-    fn send<'a>(&'a self, messages: &'a mut [Message<Vec<u8>>]) -> BoxFuture<'a, Result<(), BoxError>> {
+impl Sink<Vec<u8>> for GatedDlq {
+    fn write<'a>(&'a self, messages: &'a mut [Message<Vec<u8>>]) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
             self.gate.notified().await;
-            DeadLetterSink::send(&self.sink, messages).await
+            Sink::write(&self.sink, messages).await
         })
     }
 }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ferroway::BoxError;
+use ferroway::connector::Sink;
 use ferroway::pipeline::{
-    AckToken, Acknowledger, Acks, BatchInfo, Batcher, BoxFuture, DeadLetterSink, Handler, Message, Pipeline, Processors,
+    AckToken, Acknowledger, Acks, BatchInfo, Batcher, BoxFuture, Handler, Message, Pipeline, Processors,
 };
 use ferroway::stage::{Emit, Producer};
 use ferroway_kafka::{Connection, KafkaError, KafkaSink, KafkaSinkOptions};
@@ -83,8 +84,8 @@ impl Handler for Forward {
 /// Counts dead letters (there must be none).
 struct CountDeadLetters(Arc<AtomicUsize>);
 
-impl DeadLetterSink<Vec<u8>> for CountDeadLetters {
-    fn send<'a>(&'a self, messages: &'a mut [Message<Vec<u8>>]) -> BoxFuture<'a, Result<(), BoxError>> {
+impl Sink<Vec<u8>> for CountDeadLetters {
+    fn write<'a>(&'a self, messages: &'a mut [Message<Vec<u8>>]) -> BoxFuture<'a, Result<(), BoxError>> {
         self.0.fetch_add(messages.len(), Ordering::Relaxed);
         Box::pin(async { Ok(()) })
     }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use ferroway::BoxError;
 use ferroway::connector::DeadLetterWriter;
 use ferroway::connector::file::{FileSink, FileSinkOptions, FileSource, Rotation};
-use ferroway::pipeline::{BatchInfo, Batcher, BoxFuture, DeadLetterSink, Handler, Message, Pipeline, Processors};
+use ferroway::connector::Sink;
+use ferroway::pipeline::{BatchInfo, Batcher, BoxFuture, Handler, Message, Pipeline, Processors};
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -80,11 +81,11 @@ impl Handler for Enrich {
 /// Counts what the dead-letter file took.
 struct Counted<S>(S, Arc<Counts>);
 
-impl<S: DeadLetterSink<Value>> DeadLetterSink<Value> for Counted<S> {
-    fn send<'a>(&'a self, messages: &'a mut [Message<Value>]) -> BoxFuture<'a, Result<(), BoxError>> {
+impl<S: Sink<Value>> Sink<Value> for Counted<S> {
+    fn write<'a>(&'a self, messages: &'a mut [Message<Value>]) -> BoxFuture<'a, Result<(), BoxError>> {
         let n = messages.len() as u64;
         Box::pin(async move {
-            self.0.send(messages).await?;
+            self.0.write(messages).await?;
             self.1.dead_lettered.fetch_add(n, Ordering::Relaxed);
             Ok(())
         })

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferroway::BoxError;
+use ferroway::connector::Sink;
 use ferroway::error::Unavailable;
 use ferroway::pipeline::testing::{Outcome, TestProducer};
 use ferroway::pipeline::{
-    AckToken, Acknowledger, Acks, BatchInfo, Batcher, BoxFuture, DeadLetterSink, Handler, Message, OnFailure, Pipeline,
+    AckToken, Acknowledger, Acks, BatchInfo, Batcher, BoxFuture, Handler, Message, OnFailure, Pipeline,
 };
 use ferroway::resilience::Backoff;
 use ferroway::stage::{Emit, Producer};
@@ -159,8 +160,8 @@ struct DownStore {
     stored: Arc<Mutex<Vec<u64>>>,
 }
 
-impl DeadLetterSink<u64> for DownStore {
-    fn send<'a>(&'a self, messages: &'a mut [Message<u64>]) -> BoxFuture<'a, Result<(), BoxError>> {
+impl Sink<u64> for DownStore {
+    fn write<'a>(&'a self, messages: &'a mut [Message<u64>]) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
             if Instant::now() < self.up_at {
                 return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());

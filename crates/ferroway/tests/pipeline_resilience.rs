@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferroway::BoxError;
+use ferroway::connector::Sink;
 use ferroway::pipeline::testing::{Outcome, TestProducer};
 use ferroway::pipeline::{
-    AckToken, Acknowledger, Acks, BatchInfo, Batcher, BoxFuture, DeadLetterInfo, DeadLetterSink, Handler, Message,
+    AckToken, Acknowledger, Acks, BatchInfo, Batcher, BoxFuture, DeadLetterInfo, Handler, Message,
     Pipeline, PipelineError, Processors,
 };
 use ferroway::resilience::Backoff;
@@ -87,8 +88,8 @@ async fn every_failed_message_reaches_the_dead_letter_sink_exactly_once_with_its
 
 struct Broken;
 
-impl DeadLetterSink<u64> for Broken {
-    fn send<'a>(&'a self, _: &'a mut [Message<u64>]) -> BoxFuture<'a, Result<(), BoxError>> {
+impl Sink<u64> for Broken {
+    fn write<'a>(&'a self, _: &'a mut [Message<u64>]) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async { Err("dead-letter store unavailable".into()) })
     }
 }

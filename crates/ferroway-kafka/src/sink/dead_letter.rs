@@ -1,7 +1,8 @@
 //! A `KafkaSink` as the pipeline's dead-letter sink.
 
 use ferroway::BoxError;
-use ferroway::pipeline::{BoxFuture, DeadLetterInfo, DeadLetterSink, Message};
+use ferroway::connector::Sink;
+use ferroway::pipeline::{BoxFuture, DeadLetterInfo, Message};
 
 use super::{KafkaRecord, KafkaSink};
 use crate::metadata::KafkaMetadata;
@@ -30,25 +31,27 @@ pub mod dead_letter_headers {
 /// the headers twice.
 struct Prepared;
 
-/// A `KafkaSink` is a dead-letter sink: failed messages are produced to its default topic
-/// with their original key and headers, plus the headers of [`dead_letter_headers`]: reason,
-/// pipeline, stage, and where the message came from — one `ferroway.dlq.<field>` header per
-/// field of its [`Origin`](ferroway::pipeline::Origin) (`topic`, `partition` and `offset` for
-/// a message from a [`KafkaSource`](crate::KafkaSource)). `send` succeeds only when the broker
-/// has every one of them — only then does the source count them as done. When Kafka is
-/// unavailable the error says so, and the pipeline keeps the messages and tries again.
-impl<T: AsRef<[u8]> + Send + Sync + 'static> DeadLetterSink<T> for KafkaSink {
-    fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
+/// A `KafkaSink` is a [`Sink`]: [`send_batch`](KafkaSink::send_batch) behind a batcher, records
+/// Kafka refuses marked failed, an outage returned as an error the pipeline waits out.
+///
+/// As the dead-letter sink, failed messages are produced to its default topic with their
+/// original key and headers, plus the headers of [`dead_letter_headers`]: reason, pipeline,
+/// stage, and where the message came from — one `ferroway.dlq.<field>` header per field of its
+/// [`Origin`](ferroway::pipeline::Origin) (`topic`, `partition` and `offset` for a message
+/// from a [`KafkaSource`](crate::KafkaSource)). A dead letter counts as done only once the
+/// broker has it.
+impl<T: AsRef<[u8]> + Send + Sync + 'static> Sink<T> for KafkaSink {
+    fn write<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
-            for m in messages.iter_mut().filter(|m| m.metadata::<Prepared>().is_none()) {
+            for m in messages
+                .iter_mut()
+                .filter(|m| m.metadata::<DeadLetterInfo>().is_some() && m.metadata::<Prepared>().is_none())
+            {
                 let rec = dead_letter_record(m);
                 m.put_metadata(rec);
                 m.put_metadata(Prepared);
             }
-            let report = self.send_batch(messages).await?;
-            if report.failed > 0 {
-                return Err(format!("Kafka refused {} of {} dead letters", report.failed, messages.len()).into());
-            }
+            self.send_batch(messages).await?;
             Ok(())
         })
     }

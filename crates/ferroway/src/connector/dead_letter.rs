@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use crate::error::BoxError;
-use crate::pipeline::{BoxFuture, DeadLetterInfo, DeadLetterSink, Message};
+use super::{AsRecord, Sink};
+use crate::pipeline::{BoxFuture, DeadLetterInfo, Message};
 
 /// A sink of newline-terminated lines that can tell when they are durable: what
 /// [`DeadLetterWriter`] writes dead letters to. Implemented by
@@ -13,15 +14,16 @@ pub trait LineSink: Send + Sync + 'static {
     fn append_durable(&self, lines: Vec<u8>) -> BoxFuture<'_, Result<(), BoxError>>;
 }
 
-/// A [`DeadLetterSink`] for messages of any data type: `encode` turns the data into bytes, and
+/// A dead-letter [`Sink`] for messages of any data type: `encode` turns the data into bytes, and
 /// each failed message becomes one JSON line `{"pipeline", "stage", "reason", "origin",
 /// "data"}` — `origin` holds the fields of the message's [`Origin`](crate::pipeline::Origin)
 /// (`{"path", "line", "offset"}` for file sources, `{"topic", "partition", "offset"}` for Kafka,
 /// …), `data` the encoded data as a string. The messages are acknowledged as successful only
 /// once these lines are durable.
 ///
-/// Sinks whose data already is bytes (`String`, `Vec<u8>`) can be used directly: file and
-/// writer sinks implement `DeadLetterSink<T>` for `T: AsRef<[u8]>`.
+/// Data that is already a record (`String`, `Vec<u8>`, [`Record`](super::Record), anything
+/// [`AsRecord`]) needs no wrapper: file and writer sinks write dead letters of it in this
+/// same form.
 ///
 /// ```
 /// use ferroway::connector::DeadLetterWriter;
@@ -54,8 +56,8 @@ impl<S: LineSink, T> DeadLetterWriter<S, T> {
     }
 }
 
-impl<S: LineSink, T: 'static> DeadLetterSink<T> for DeadLetterWriter<S, T> {
-    fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
+impl<S: LineSink, T: Send + Sync + 'static> Sink<T> for DeadLetterWriter<S, T> {
+    fn write<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
         let mut buf = Vec::new();
         for m in messages.iter() {
             encode_dead_letter(m, &(self.encode)(m.data()), &mut buf);
@@ -64,14 +66,21 @@ impl<S: LineSink, T: 'static> DeadLetterSink<T> for DeadLetterWriter<S, T> {
     }
 }
 
-/// Writes failed messages whose data is bytes.
-pub(crate) fn send_bytes<'a, T: AsRef<[u8]>>(
+/// What a line sink (file, writer) writes for a batch: each message's payload as a line, or
+/// for a dead letter its JSON record.
+pub(crate) fn write_lines<'a, T: AsRecord>(
     sink: &'a impl LineSink,
     messages: &[Message<T>],
 ) -> BoxFuture<'a, Result<(), BoxError>> {
     let mut buf = Vec::new();
     for m in messages {
-        encode_dead_letter(m, m.data().as_ref(), &mut buf);
+        let payload = m.data().payload();
+        if m.metadata::<DeadLetterInfo>().is_some() {
+            encode_dead_letter(m, payload, &mut buf);
+        } else {
+            buf.extend_from_slice(payload);
+            buf.push(b'\n');
+        }
     }
     sink.append_durable(buf)
 }

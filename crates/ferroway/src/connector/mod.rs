@@ -5,7 +5,7 @@
 //! - [`file::FileSource`]: lines or NDJSON from a file, a glob or a directory, optionally
 //!   followed; resumes after a restart exactly after the last line acknowledged without a gap.
 //! - [`file::FileSink`]: appends lines, durable (fsync) before it returns or on an interval,
-//!   with optional size-based rotation; also a [`DeadLetterSink`](crate::pipeline::DeadLetterSink).
+//!   with optional size-based rotation; a [`Sink`], also for dead letters.
 //! - [`stdio::ReaderSource`] / [`stdio::WriterSink`]: stdin, stdout, or any `AsyncRead` /
 //!   `AsyncWrite`.
 //! - [`generator::Generator`]: N or unbounded numbered messages, optionally rate-limited.
@@ -79,12 +79,16 @@ pub mod stdio;
 mod dead_letter;
 mod format;
 mod record;
+mod sink;
+mod source;
 
 pub use dead_letter::{DeadLetterWriter, LineSink};
 #[cfg(feature = "json")]
 pub use format::Ndjson;
 pub use format::{Bytes, LineFormat, Text};
 pub use record::{AsRecord, Record};
+pub use sink::Sink;
+pub use source::Source;
 
 /// Lines read by a file or reader source (counter; label `source`).
 pub const LINES_READ: &str = "ferroway_connector_lines_read_total";

@@ -54,7 +54,8 @@ use super::file::FileMetadata;
 use super::format::strip_line_ending;
 use super::{LineFormat, Text};
 use crate::error::BoxError;
-use crate::pipeline::{BoxFuture, DeadLetterSink, Message};
+use super::{AsRecord, Sink};
+use crate::pipeline::{BoxFuture, Message};
 use crate::stage::{Emit, Producer};
 
 /// A source of lines from an async reader (stdin by default); finishes at its end.
@@ -303,9 +304,10 @@ impl<W: AsyncWrite + Unpin + Send + 'static> LineSink for WriterSink<W> {
     }
 }
 
-impl<W: AsyncWrite + Unpin + Send + 'static, T: AsRef<[u8]> + Send + 'static> DeadLetterSink<T> for WriterSink<W> {
-    fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
-        dead_letter::send_bytes(self, messages)
+/// Each message's payload as a line; a dead letter as its JSON record.
+impl<W: AsyncWrite + Unpin + Send + 'static, T: AsRecord + Send + Sync + 'static> Sink<T> for WriterSink<W> {
+    fn write<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
+        dead_letter::write_lines(self, messages)
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::batcher::{self, Batch, BatchSize, Batches, MessageFn};
-use super::dead_letter::DeadLetterSink;
 use super::handle::{BatcherTopology, Pipeline, Topology};
 use super::handler::Handler;
 use super::message::Message;
@@ -18,6 +17,7 @@ use super::producer::ProducerPlan;
 use super::rate_limit::RateLimiter;
 use super::shared::Shared;
 use super::{batch_processor, producer::Registry};
+use crate::connector::Sink;
 use crate::resilience::{Backoff, Jitter, Strategy, Supervisor};
 use crate::stage::outbox::Outbox;
 use crate::stage::transform::{self, Downstream};
@@ -38,7 +38,7 @@ pub struct PipelineBuilder<H: Handler, P = NoProducer> {
     batchers: Vec<Batcher<H::Data>>,
     partition_by: Option<MessageFn<H::Data, u64>>,
     rate_limit: Option<(usize, Duration)>,
-    dead_letter: Option<Box<dyn DeadLetterSink<H::Data>>>,
+    dead_letter: Option<Box<dyn Sink<H::Data>>>,
     retry: Option<(Backoff, usize)>,
     outage_backoff: Backoff,
     shutdown_timeout: Duration,
@@ -138,7 +138,7 @@ impl<H: Handler, P> PipelineBuilder<H, P> {
     }
 
     /// Where messages that finally failed go before they are acknowledged.
-    pub fn dead_letter(mut self, sink: impl DeadLetterSink<H::Data>) -> Self {
+    pub fn dead_letter(mut self, sink: impl Sink<H::Data>) -> Self {
         self.dead_letter = Some(Box::new(sink));
         self
     }

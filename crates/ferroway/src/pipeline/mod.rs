@@ -81,7 +81,7 @@ mod watermark;
 
 pub use ack::{AckToken, Acknowledger, Acks, FailedAck};
 pub use builder::{NoProducer, PipelineBuilder};
-pub use dead_letter::{BoxFuture, DeadLetterInfo, DeadLetterSink};
+pub use dead_letter::{BoxFuture, DeadLetterInfo};
 pub use handle::{BatcherTopology, Drainer, Pipeline, PipelineError, ShutdownReport, Topology};
 pub use handler::{BatchInfo, BatchTrigger, Handler};
 pub use message::{BatchKey, Message, OnFailure, Origin};

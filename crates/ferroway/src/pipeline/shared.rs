@@ -9,10 +9,11 @@ use futures_util::FutureExt;
 use tracing::warn;
 
 use super::ack::{AckGroups, Ackers};
-use super::dead_letter::{DeadLetterInfo, DeadLetterSink};
+use super::dead_letter::DeadLetterInfo;
 use super::handler::Handler;
 use super::message::{Message, OnFailure};
 use super::outage::Outage;
+use crate::connector::Sink;
 use crate::error::{Chain, is_unavailable, panic_message};
 use crate::resilience::Backoff;
 use crate::telemetry::{self, LogThrottle};
@@ -20,7 +21,7 @@ use crate::telemetry::{self, LogThrottle};
 pub(crate) struct Shared<H: Handler> {
     pub(crate) name: Arc<str>,
     pub(crate) handler: H,
-    pub(crate) dead_letter: Option<Box<dyn DeadLetterSink<H::Data>>>,
+    pub(crate) dead_letter: Option<Box<dyn Sink<H::Data>>>,
     pub(crate) retry: Option<(Backoff, usize)>,
     /// Waits between attempts while a destination is unavailable.
     pub(crate) outage_backoff: Backoff,
@@ -39,7 +40,7 @@ impl<H: Handler> Shared<H> {
     pub(crate) fn new(
         name: Arc<str>,
         handler: H,
-        dead_letter: Option<Box<dyn DeadLetterSink<H::Data>>>,
+        dead_letter: Option<Box<dyn Sink<H::Data>>>,
         retry: Option<(Backoff, usize)>,
         outage_backoff: Backoff,
     ) -> Self {
@@ -108,29 +109,42 @@ impl<H: Handler> Shared<H> {
             self.add_failed(&mut back, requeued);
             back.send(Some(&self.ackers));
         }
-        let stored = match &self.dead_letter {
-            Some(sink) if !letters.is_empty() => {
-                for m in letters.iter_mut() {
-                    // handle_failed may not un-fail messages, but be robust if one has no reason.
-                    let reason = m.failure_arc().unwrap_or_else(|| "failed".into());
-                    m.put_metadata(DeadLetterInfo {
-                        pipeline: self.name.clone(),
-                        stage,
-                        reason,
-                    });
-                }
-                self.dead_letter(stage, sink.as_ref(), &mut letters).await
-            }
-            _ => false,
-        };
-        if stored {
-            self.acked_ok.increment(letters.len() as u64);
-            for m in letters {
-                groups.add(m.ack, None);
-            }
-        } else {
+        let Some(sink) = self.dead_letter.as_deref().filter(|_| !letters.is_empty()) else {
             self.add_failed(groups, letters);
+            return;
+        };
+        for m in letters.iter_mut() {
+            // handle_failed may not un-fail messages, but be robust if one has no reason.
+            let reason = m.failure_arc().unwrap_or_else(|| "failed".into());
+            m.put_metadata(DeadLetterInfo {
+                pipeline: self.name.clone(),
+                stage,
+                reason,
+            });
+            // The reason travels in DeadLetterInfo; a mark after the write means the
+            // dead-letter sink refused the message, as with any batch sink.
+            m.clear_failure();
         }
+        let stored = self.dead_letter(stage, sink, &mut letters).await;
+        let mut refused = Vec::new();
+        for mut m in letters {
+            let reason = m.metadata::<DeadLetterInfo>().map(|i| i.reason.clone());
+            match (stored, m.failure_arc()) {
+                (true, None) => {
+                    self.acked_ok.increment(1);
+                    groups.add(m.ack, None);
+                }
+                (_, why) => {
+                    let reason = reason.unwrap_or_else(|| "failed".into());
+                    match why {
+                        Some(why) => m.fail(format_args!("{reason} (and the dead-letter sink refused it: {why})")),
+                        None => m.fail(reason),
+                    }
+                    refused.push(m);
+                }
+            }
+        }
+        self.add_failed(groups, refused);
     }
 
     fn add_failed(&self, groups: &mut AckGroups, messages: Vec<Message<H::Data>>) {
@@ -141,23 +155,28 @@ impl<H: Handler> Shared<H> {
         }
     }
 
-    /// Hands `letters` to the sink, waiting out outages; true when it took them.
+    /// Hands `letters` to the sink, waiting out outages; true when it wrote the batch (those it
+    /// refused are marked failed), false when it failed as a whole.
     async fn dead_letter(
         &self,
         stage: &'static str,
-        sink: &dyn DeadLetterSink<H::Data>,
+        sink: &dyn Sink<H::Data>,
         letters: &mut [Message<H::Data>],
     ) -> bool {
         let count = letters.len();
         let mut outage = Outage::new(self, stage);
         loop {
-            match AssertUnwindSafe(sink.send(letters)).catch_unwind().await {
+            match AssertUnwindSafe(sink.write(letters)).catch_unwind().await {
                 Ok(Ok(())) => {
                     outage.recovered();
-                    self.dead_lettered.increment(count as u64);
+                    let taken = letters.iter().filter(|m| !m.is_failed()).count();
+                    self.dead_lettered.increment(taken as u64);
                     return true;
                 }
-                Ok(Err(e)) if is_unavailable(&*e) => outage.wait(&*e, count).await,
+                Ok(Err(e)) if is_unavailable(&*e) => {
+                    letters.iter_mut().for_each(Message::clear_failure);
+                    outage.wait(&*e, count).await;
+                }
                 Ok(Err(e)) => {
                     warn!(pipeline = %self.name, error = %Chain(&*e), count, "dead-letter sink refused the messages; acknowledging them as failed");
                     return false;

@@ -17,7 +17,8 @@ use super::checkpoint::sync_dir;
 use crate::connector::dead_letter::{self, LineSink};
 use crate::connector::{self};
 use crate::error::BoxError;
-use crate::pipeline::{BoxFuture, DeadLetterSink, Message};
+use crate::connector::{AsRecord, Sink};
+use crate::pipeline::{BoxFuture, Message};
 
 /// When a [`FileSink`]'s writes are made durable (fsync).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -583,11 +584,12 @@ impl LineSink for FileSink {
     }
 }
 
-/// Dead letters of byte-like data, one JSON record per line (see
-/// [`DeadLetterWriter`](crate::connector::DeadLetterWriter) for other data types).
-impl<T: AsRef<[u8]> + Send + 'static> DeadLetterSink<T> for FileSink {
-    fn send<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
-        dead_letter::send_bytes(self, messages)
+/// Each message's payload as a line, durable (per the sink's sync policy) before `write`
+/// returns; a dead letter as its JSON record (see
+/// [`DeadLetterWriter`](crate::connector::DeadLetterWriter), also for data that is not a record).
+impl<T: AsRecord + Send + Sync + 'static> Sink<T> for FileSink {
+    fn write<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
+        dead_letter::write_lines(self, messages)
     }
 }
 
