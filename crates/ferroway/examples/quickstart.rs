@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use ferroway::BoxError;
 use ferroway::connector::DeadLetterWriter;
-use ferroway::connector::file::{FileSink, FileSinkOptions, FileSource, Rotation};
 use ferroway::connector::Sink;
+use ferroway::connector::file::{FileSink, FileSinkOptions, FileSource, Rotation};
 use ferroway::pipeline::{BatchInfo, Batcher, BoxFuture, Handler, Message, Pipeline, Processors};
 use serde_json::{Value, json};
 

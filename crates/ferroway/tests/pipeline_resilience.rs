@@ -9,8 +9,8 @@ use ferroway::BoxError;
 use ferroway::connector::Sink;
 use ferroway::pipeline::testing::{Outcome, TestProducer};
 use ferroway::pipeline::{
-    AckToken, Acknowledger, Acks, BatchInfo, Batcher, BoxFuture, DeadLetterInfo, Handler, Message,
-    Pipeline, PipelineError, Processors,
+    AckToken, Acknowledger, Acks, BatchInfo, Batcher, BoxFuture, DeadLetterInfo, Handler, Message, Pipeline,
+    PipelineError, Processors,
 };
 use ferroway::resilience::Backoff;
 use ferroway::stage::{Emit, Producer};

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::error::BoxError;
 use super::{AsRecord, Sink};
+use crate::error::BoxError;
 use crate::pipeline::{BoxFuture, DeadLetterInfo, Message};
 
 /// A sink of newline-terminated lines that can tell when they are durable: what

@@ -145,7 +145,7 @@ impl Generator {
         self
     }
 
-    /// A producer for the pipeline.
+    /// A producer for the pipeline (or hand the generator itself to `.source(..)`).
     pub fn producer(&self) -> GeneratorProducer {
         GeneratorProducer {
             generator: self.clone(),
@@ -172,6 +172,17 @@ impl Generator {
             }
             notified.await;
         }
+    }
+}
+
+/// A generator is a connector [`Source`](crate::connector::Source): its producers share one
+/// sequence.
+impl crate::connector::Source for Generator {
+    type Data = String;
+    type Producer = GeneratorProducer;
+
+    fn producer(&self, _: usize) -> Result<GeneratorProducer, BoxError> {
+        Ok(Generator::producer(self))
     }
 }
 

@@ -78,6 +78,7 @@ pub mod stdio;
 
 mod dead_letter;
 mod format;
+mod map;
 mod record;
 mod sink;
 mod source;
@@ -86,6 +87,7 @@ pub use dead_letter::{DeadLetterWriter, LineSink};
 #[cfg(feature = "json")]
 pub use format::Ndjson;
 pub use format::{Bytes, LineFormat, Text};
+pub use map::{Map, MapProducer};
 pub use record::{AsRecord, Record};
 pub use sink::Sink;
 pub use source::Source;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::map::Map;
 use crate::error::BoxError;
 use crate::pipeline::{BoxFuture, Message};
 use crate::stage::Producer;
@@ -56,6 +57,26 @@ pub trait Source: Send + Sync + 'static {
     /// committed (offsets, `XACK`s, checkpoints). The pipeline awaits it when it stops.
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
+    }
+
+    /// The same source with its data turned into another type by `f` — acknowledgement,
+    /// metadata and origin kept (see [`Message::map`]). How one connector's data reaches
+    /// another connector's sink: `.source(redis.map(|entry| entry.to_record()))`.
+    ///
+    /// ```
+    /// use ferroway::connector::{Record, Source};
+    /// use ferroway::connector::generator::Generator;
+    ///
+    /// let records = Generator::new(10).map(Record::from);
+    /// # let _ = records;
+    /// ```
+    fn map<U, F>(self, f: F) -> Map<Self, F>
+    where
+        Self: Sized,
+        F: Fn(Self::Data) -> U + Send + Sync + 'static,
+        U: Send + 'static,
+    {
+        Map::new(self, f)
     }
 }
 

@@ -52,9 +52,9 @@ use tokio::sync::Mutex;
 use super::dead_letter::{self, LineSink};
 use super::file::FileMetadata;
 use super::format::strip_line_ending;
+use super::{AsRecord, Sink};
 use super::{LineFormat, Text};
 use crate::error::BoxError;
-use super::{AsRecord, Sink};
 use crate::pipeline::{BoxFuture, Message};
 use crate::stage::{Emit, Producer};
 
@@ -156,6 +156,16 @@ impl<R: AsyncRead + Unpin + Send + 'static, F: LineFormat> ReaderSource<R, F> {
             st.decode_failures = metrics::counter!(super::DECODE_FAILURES, "source" => name.to_owned());
         }
         self
+    }
+}
+
+/// A reader source is a connector [`Source`](super::Source): its producers share the reader.
+impl<R: AsyncRead + Unpin + Send + 'static, F: LineFormat + Clone + Sync> super::Source for ReaderSource<R, F> {
+    type Data = F::Item;
+    type Producer = ReaderSource<R, F>;
+
+    fn producer(&self, _: usize) -> Result<Self, BoxError> {
+        Ok(self.clone())
     }
 }
 

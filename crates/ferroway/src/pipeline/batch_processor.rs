@@ -34,12 +34,27 @@ pub(crate) async fn run<H: Handler>(
                 for mut batch in events {
                     sizes.record(batch.messages.len() as f64);
                     let mut outage = Outage::new(&shared, "batch_processor");
+                    let sink = shared
+                        .sinks
+                        .iter()
+                        .find(|(b, _)| *b == batch.info.batcher)
+                        .map(|(_, s)| s);
                     let reason = loop {
                         let started = Instant::now();
-                        let outcome = AssertUnwindSafe(shared.handler.handle_batch(&mut batch.messages, &batch.info))
-                            .catch_unwind()
-                            .instrument(span.clone())
-                            .await;
+                        let outcome = match sink {
+                            Some(sink) => {
+                                AssertUnwindSafe(sink.write(&mut batch.messages))
+                                    .catch_unwind()
+                                    .instrument(span.clone())
+                                    .await
+                            }
+                            None => {
+                                AssertUnwindSafe(shared.handler.handle_batch(&mut batch.messages, &batch.info))
+                                    .catch_unwind()
+                                    .instrument(span.clone())
+                                    .await
+                            }
+                        };
                         latency.record(started.elapsed().as_secs_f64());
                         match outcome {
                             Ok(Ok(())) => break None,
@@ -48,8 +63,8 @@ pub(crate) async fn run<H: Handler>(
                                 batch.messages.iter_mut().for_each(Message::clear_failure);
                                 outage.wait(&*e, batch.messages.len()).await;
                             }
-                            Ok(Err(e)) => break Some(format!("handle_batch failed: {e}")),
-                            Err(p) => break Some(format!("handle_batch panicked: {}", panic_message(&*p))),
+                            Ok(Err(e)) => break Some(format!("{} failed: {e}", what(sink.is_some()))),
+                            Err(p) => break Some(format!("{} panicked: {}", what(sink.is_some()), panic_message(&*p))),
                         }
                     };
                     outage.recovered();
@@ -68,4 +83,9 @@ pub(crate) async fn run<H: Handler>(
         }
     }
     Ok(())
+}
+
+/// What wrote the batch, for failure reasons.
+fn what(sink: bool) -> &'static str {
+    if sink { "the sink" } else { "handle_batch" }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::batcher::{self, Batch, BatchSize, Batches, MessageFn};
+use super::dead_letter::BoxFuture;
 use super::handle::{BatcherTopology, Pipeline, Topology};
 use super::handler::Handler;
 use super::message::Message;
@@ -15,13 +16,19 @@ use super::options::{Batcher, ConfigError, Processors};
 use super::processor::Processor;
 use super::producer::ProducerPlan;
 use super::rate_limit::RateLimiter;
-use super::shared::Shared;
+use super::shared::{BatchSinks, Shared};
 use super::{batch_processor, producer::Registry};
-use crate::connector::Sink;
+use crate::connector::{Sink, Source};
+use crate::error::BoxError;
 use crate::resilience::{Backoff, Jitter, Strategy, Supervisor};
 use crate::stage::outbox::Outbox;
 use crate::stage::transform::{self, Downstream};
 use crate::stage::{BufferKeep, CancelMode, ConsumerOptions, Dispatcher, Producer, StageTask, SubscribeOptions};
+
+/// Makes the producer of slot `index`.
+type Factory<P> = Arc<dyn Fn(usize) -> Result<P, BoxError> + Send + Sync>;
+/// A source's close.
+pub(crate) type Close = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Placeholder producer type of a builder that has no producer yet.
 #[derive(Debug)]
@@ -32,7 +39,10 @@ pub struct NoProducer;
 pub struct PipelineBuilder<H: Handler, P = NoProducer> {
     name: String,
     handler: H,
-    factory: Option<Arc<dyn Fn() -> P + Send + Sync>>,
+    factory: Option<Factory<P>>,
+    /// The source's close, awaited when the pipeline stops.
+    close: Option<Close>,
+    sinks: BatchSinks<H::Data>,
     producer_concurrency: usize,
     processors: Processors,
     batchers: Vec<Batcher<H::Data>>,
@@ -53,6 +63,8 @@ impl<T: Send + 'static> Pipeline<T> {
             name: name.into(),
             handler,
             factory: None,
+            close: None,
+            sinks: Vec::new(),
             producer_concurrency: 1,
             processors: Processors::default(),
             batchers: Vec::new(),
@@ -71,15 +83,59 @@ impl<T: Send + 'static> Pipeline<T> {
 }
 
 impl<H: Handler, P> PipelineBuilder<H, P> {
-    /// The producer: `factory` makes one instance per producer (and again after a crash).
+    /// The producer: `factory` makes one instance per producer (and again after a crash). For
+    /// a connector, [`source`](Self::source) is the shorter way.
     pub fn producer<Q>(self, factory: impl Fn() -> Q + Send + Sync + 'static) -> PipelineBuilder<H, Q>
     where
         Q: Producer<Output = Message<H::Data>>,
     {
+        self.with_producers(Arc::new(move |_| Ok(factory())), None)
+    }
+
+    /// Reads from a connector's [`Source`]: it makes the producers (one per
+    /// [`producer_concurrency`](Self::producer_concurrency), again after a restart), and the
+    /// pipeline awaits its [`close`](Source::close) when it stops — so
+    /// [`Pipeline::stop`] returning means the source's final commits are done.
+    ///
+    /// ```
+    /// use ferroway::connector::file::{FileSink, FileSinkOptions, FileSource};
+    /// use ferroway::pipeline::{Batcher, Forward, Pipeline};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = std::env::temp_dir().join(format!("ferroway-doc-source-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # std::fs::write(dir.join("in.txt"), "a\nb\n")?;
+    /// let pipeline = Pipeline::builder("copy", Forward::new())
+    ///     .source(FileSource::builder(dir.join("in.txt")).checkpoint_dir(dir.join("state")).open()?)
+    ///     .sink(FileSink::open(dir.join("out.txt"), FileSinkOptions::new()).await?, Batcher::new("out"))
+    ///     .start()
+    ///     .await?;
+    /// pipeline.join().await?; // the file is finite: done at its end, checkpoint written
+    /// assert_eq!(std::fs::read_to_string(dir.join("out.txt"))?, "a\nb\n");
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn source<S>(self, source: S) -> PipelineBuilder<H, S::Producer>
+    where
+        S: Source<Data = H::Data>,
+    {
+        let source = Arc::new(source);
+        let closing = source.clone();
+        let close: Close = Arc::new(move || {
+            let s = closing.clone();
+            Box::pin(async move { s.close().await })
+        });
+        self.with_producers(Arc::new(move |i| source.producer(i)), Some(close))
+    }
+
+    fn with_producers<Q>(self, factory: Factory<Q>, close: Option<Close>) -> PipelineBuilder<H, Q> {
         PipelineBuilder {
             name: self.name,
             handler: self.handler,
-            factory: Some(Arc::new(factory)),
+            factory: Some(factory),
+            close,
+            sinks: self.sinks,
             producer_concurrency: self.producer_concurrency,
             processors: self.processors,
             batchers: self.batchers,
@@ -111,6 +167,16 @@ impl<H: Handler, P> PipelineBuilder<H, P> {
     /// acknowledged right after their processor.
     pub fn batcher(mut self, b: Batcher<H::Data>) -> Self {
         self.batchers.push(b);
+        self
+    }
+
+    /// Adds a batcher whose batches go to `sink` ([`Sink::write`]) instead of
+    /// [`Handler::handle_batch`]: messages are acknowledged once the sink has them, those it
+    /// refused fail alone (dead-letter route), and an outage is waited out. The sink is
+    /// closed when the pipeline stops. See [`source`](Self::source) for a complete pipeline.
+    pub fn sink(mut self, sink: impl Sink<H::Data>, batcher: Batcher<H::Data>) -> Self {
+        self.sinks.push((batcher.name, Arc::new(sink)));
+        self.batchers.push(batcher);
         self
     }
 
@@ -266,6 +332,7 @@ where
             self.dead_letter,
             self.retry,
             self.outage_backoff,
+            self.sinks.clone(),
         ));
         let mut tasks: Vec<StageTask> = Vec::new();
         let mut topology = Topology::default();
@@ -451,6 +518,8 @@ where
             topology,
             shutdown_timeout: self.shutdown_timeout,
             clock: Arc::default(),
+            sinks: self.sinks.into_iter().map(|(_, s)| s).collect(),
+            close: self.close,
         })
     }
 }

@@ -4,7 +4,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-
 /// A boxed future, as dead-letter sinks return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -10,7 +10,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::ack::Ackers;
+use super::builder::Close;
 use super::producer::Registry;
+use crate::connector::Sink;
 use crate::error::StageError;
 use crate::resilience::{SupervisorError, SupervisorHandle};
 use crate::stage::StageTask;
@@ -158,6 +160,8 @@ pub struct Pipeline<T> {
     pub(crate) topology: Topology,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) clock: Arc<DrainClock>,
+    pub(crate) sinks: Vec<Arc<dyn Sink<T>>>,
+    pub(crate) close: Option<Close>,
 }
 
 impl<T> std::fmt::Debug for Pipeline<T> {
@@ -264,6 +268,7 @@ impl<T: Send + 'static> Pipeline<T> {
 
     /// Waits for every stage, then for the producers' supervisor and the acknowledgers.
     async fn finish(self) -> Result<(), PipelineError> {
+        let (sinks, close) = (self.sinks.clone(), self.close.clone());
         let ackers = self.ackers.clone();
         let name = self.name.clone();
         let supervisor = self.supervisor.clone();
@@ -288,8 +293,17 @@ impl<T: Send + 'static> Pipeline<T> {
             }
         }
         let _ = supervisor.shutdown().await;
-        // Everything is acknowledged: let acknowledgers finish what they handed off.
+        // Everything is acknowledged: let acknowledgers finish what they handed off, and the
+        // source commit it.
         ackers.flush().await;
+        if let Some(close) = close {
+            close().await;
+        }
+        for sink in sinks {
+            if let Err(e) = sink.close().await {
+                tracing::warn!(pipeline = %name, error = %crate::error::Chain(&*e), "a sink failed to close");
+            }
+        }
         result
     }
 

@@ -100,3 +100,35 @@ pub trait Handler: Send + Sync + 'static {
         async {}
     }
 }
+
+/// A handler that hands every message on as it is: for a pipeline that only moves data from a
+/// [`Source`](crate::connector::Source) to [`Sink`](crate::connector::Sink)s. See
+/// [`PipelineBuilder::source`](crate::pipeline::PipelineBuilder::source).
+pub struct Forward<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> Forward<T> {
+    /// The forwarding handler.
+    pub fn new() -> Self {
+        Forward(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for Forward<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> std::fmt::Debug for Forward<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Forward")
+    }
+}
+
+impl<T: Send + 'static> Handler for Forward<T> {
+    type Data = T;
+
+    async fn handle_message(&self, _: &mut Message<T>) -> Result<(), BoxError> {
+        Ok(())
+    }
+}

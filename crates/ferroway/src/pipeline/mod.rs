@@ -83,7 +83,7 @@ pub use ack::{AckToken, Acknowledger, Acks, FailedAck};
 pub use builder::{NoProducer, PipelineBuilder};
 pub use dead_letter::{BoxFuture, DeadLetterInfo};
 pub use handle::{BatcherTopology, Drainer, Pipeline, PipelineError, ShutdownReport, Topology};
-pub use handler::{BatchInfo, BatchTrigger, Handler};
+pub use handler::{BatchInfo, BatchTrigger, Forward, Handler};
 pub use message::{BatchKey, Message, OnFailure, Origin};
 pub use options::{Batcher, ConfigError, Processors};
 pub use watermark::Watermark;

@@ -68,7 +68,7 @@ pub(crate) type Registry<T> = Arc<Mutex<Vec<Option<ProducerRef<Message<T>>>>>>;
 /// Everything a producer child needs to (re)start its producer.
 pub(crate) struct ProducerPlan<P, H: Handler> {
     pub(crate) index: usize,
-    pub(crate) factory: Arc<dyn Fn() -> P + Send + Sync>,
+    pub(crate) factory: Arc<dyn Fn(usize) -> Result<P, BoxError> + Send + Sync>,
     pub(crate) shared: Arc<Shared<H>>,
     pub(crate) limiter: Option<Arc<RateLimiter>>,
     pub(crate) processors: Vec<ConsumerRef<Message<H::Data>>>,
@@ -91,7 +91,7 @@ where
             async move {
                 let (open, gate) = oneshot::channel();
                 let source = Source {
-                    inner: (plan.factory)(),
+                    inner: (plan.factory)(plan.index)?,
                     shared: plan.shared.clone(),
                     limiter: plan.limiter.clone(),
                     gate: Some(gate),

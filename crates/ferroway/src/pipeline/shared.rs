@@ -18,10 +18,15 @@ use crate::error::{Chain, is_unavailable, panic_message};
 use crate::resilience::Backoff;
 use crate::telemetry::{self, LogThrottle};
 
+/// Batchers whose batches go to a sink, by batcher name.
+pub(crate) type BatchSinks<T> = Vec<(&'static str, Arc<dyn Sink<T>>)>;
+
 pub(crate) struct Shared<H: Handler> {
     pub(crate) name: Arc<str>,
     pub(crate) handler: H,
     pub(crate) dead_letter: Option<Box<dyn Sink<H::Data>>>,
+    /// Batchers whose batches go to a sink rather than `handle_batch`.
+    pub(crate) sinks: BatchSinks<H::Data>,
     pub(crate) retry: Option<(Backoff, usize)>,
     /// Waits between attempts while a destination is unavailable.
     pub(crate) outage_backoff: Backoff,
@@ -43,11 +48,13 @@ impl<H: Handler> Shared<H> {
         dead_letter: Option<Box<dyn Sink<H::Data>>>,
         retry: Option<(Backoff, usize)>,
         outage_backoff: Backoff,
+        sinks: BatchSinks<H::Data>,
     ) -> Self {
         let p = name.to_string();
         Shared {
             unavailable: metrics::counter!(telemetry::PIPELINE_UNAVAILABLE, "pipeline" => p.clone()),
             outage_backoff,
+            sinks,
             outage_log: LogThrottle::new(std::time::Duration::from_secs(5)),
             acked_ok: metrics::counter!(telemetry::PIPELINE_ACKED, "pipeline" => p.clone(), "outcome" => "successful"),
             acked_failed: metrics::counter!(telemetry::PIPELINE_ACKED, "pipeline" => p.clone(), "outcome" => "failed"),

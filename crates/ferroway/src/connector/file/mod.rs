@@ -350,9 +350,29 @@ impl FileSource<Text> {
     }
 }
 
+/// A file source is a connector [`Source`](crate::connector::Source): `.source(file_source)`.
+/// Its close writes the checkpoint of everything acknowledged.
+impl<F: LineFormat> crate::connector::Source for FileSource<F> {
+    type Data = F::Item;
+    type Producer = FileProducer<F>;
+
+    fn producer(&self, _: usize) -> Result<FileProducer<F>, crate::BoxError> {
+        Ok(FileSource::producer(self))
+    }
+
+    fn close(&self) -> crate::pipeline::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.commit().await {
+                tracing::warn!(error = %e, "the final checkpoint could not be written; the next run reads the last lines again");
+            }
+        })
+    }
+}
+
 impl<F: LineFormat> FileSource<F> {
-    /// A producer for the pipeline: `.producer(move || source.producer())`. A producer made
-    /// after a crash of the previous one resumes after the last acknowledged line.
+    /// A producer for the pipeline: `.producer(move || source.producer())` (or hand the source
+    /// itself to `.source(..)`). A producer made after a crash of the previous one resumes
+    /// after the last acknowledged line.
     pub fn producer(&self) -> FileProducer<F> {
         FileProducer::new(self.clone())
     }

@@ -16,8 +16,8 @@ use super::FileError;
 use super::checkpoint::sync_dir;
 use crate::connector::dead_letter::{self, LineSink};
 use crate::connector::{self};
-use crate::error::BoxError;
 use crate::connector::{AsRecord, Sink};
+use crate::error::BoxError;
 use crate::pipeline::{BoxFuture, Message};
 
 /// When a [`FileSink`]'s writes are made durable (fsync).
