@@ -9,8 +9,11 @@
 //! - [`connector`]: embedded sources and sinks — files with durable checkpoints, stdin/stdout,
 //!   a generator.
 //! - [`telemetry`]: the names of every metric recorded.
+//! - `config` (feature `config`): connector options from configuration files.
 #![deny(missing_docs)]
 
+#[cfg(feature = "config")]
+pub mod config;
 pub mod connector;
 pub mod error;
 pub mod pipeline;

@@ -76,6 +76,7 @@ pub mod file;
 pub mod generator;
 pub mod stdio;
 
+mod boxed;
 mod dead_letter;
 mod format;
 mod map;
@@ -83,6 +84,7 @@ mod record;
 mod sink;
 mod source;
 
+pub use boxed::{BoxProducer, BoxSource};
 pub use dead_letter::{DeadLetterWriter, LineSink};
 #[cfg(feature = "json")]
 pub use format::Ndjson;
