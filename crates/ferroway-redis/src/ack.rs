@@ -28,6 +28,9 @@ pub(crate) enum AckCmd {
     },
     /// Answered once every earlier acknowledgement is sent.
     Flush(oneshot::Sender<()>),
+    /// The pipeline has stopped: like `Flush`, then leave the group if nothing is in flight,
+    /// and end the task (its connection closes).
+    Close(oneshot::Sender<()>),
 }
 
 /// The acknowledger of one stream: tokens are entry ids `(ms, seq)`.
@@ -105,8 +108,9 @@ enum Sent {
 const CONNECTION_WAIT: Duration = Duration::from_secs(30);
 
 impl AckTask {
-    /// Sends `XACK`s until every acknowledger is gone. Waiting acknowledgements are merged
-    /// into one pipelined round trip; after a connection loss they are retried, never dropped.
+    /// Sends `XACK`s until every acknowledger is gone or the source is closed. Waiting
+    /// acknowledgements are merged into one pipelined round trip; after a connection loss
+    /// they are retried, never dropped.
     pub(crate) async fn run(self, mut rx: mpsc::UnboundedReceiver<AckCmd>) {
         let streams = &self.opts.streams;
         let acked: Vec<metrics::Counter> = streams
@@ -116,6 +120,7 @@ impl AckTask {
         let throttle = LogThrottle::new(Duration::from_secs(10));
         let mut left = false;
         let mut gave_up = false;
+        let mut closing = false;
         while let Some(first) = rx.recv().await {
             let mut ids: Vec<Vec<StreamId>> = vec![Vec::new(); streams.len()];
             let mut done = 0;
@@ -130,6 +135,10 @@ impl AckTask {
                     done += n;
                 }
                 AckCmd::Flush(reply) => flushes.push(reply),
+                AckCmd::Close(reply) => {
+                    closing = true;
+                    flushes.push(reply);
+                }
             };
             take(first);
             while let Ok(cmd) = rx.try_recv() {
@@ -150,13 +159,17 @@ impl AckTask {
             if !flushes.is_empty()
                 && !gave_up
                 && !left
-                && self.draining.load(Ordering::Acquire)
+                && (closing || self.draining.load(Ordering::Acquire))
                 && self.in_flight.get() == 0
             {
                 left = self.leave().await;
             }
             for reply in flushes {
                 let _ = reply.send(());
+            }
+            if closing {
+                debug!(consumer = %self.opts.consumer, "Redis acknowledgements sent; acknowledger closed");
+                break;
             }
         }
         self.link.close();

@@ -179,6 +179,8 @@ pub struct SourceOptions {
     pub(crate) on_failed: OnFailed,
     pub(crate) reconnect: Backoff,
     pub(crate) connect_timeout: Duration,
+    pub(crate) payload_field: Option<String>,
+    pub(crate) key_field: Option<String>,
 }
 
 impl SourceOptions {
@@ -204,6 +206,8 @@ impl SourceOptions {
             on_failed: OnFailed::LeavePending,
             reconnect: default_reconnect(),
             connect_timeout: Duration::from_secs(60),
+            payload_field: None,
+            key_field: None,
         }
     }
 
@@ -285,7 +289,39 @@ impl SourceOptions {
         self
     }
 
-    /// Checks the options; [`RedisSource::new`](crate::RedisSource::new) calls this too.
+    /// In the [`Record`](ferroway::connector::Record) form of the source
+    /// ([`RedisSourceFactory::records`](crate::RedisSourceFactory::records)): the payload is
+    /// this field's value, and the entry's other fields become headers. By default the payload
+    /// is the whole entry as JSON ([`Entry::to_json`](crate::Entry::to_json)). An entry without
+    /// the field arrives failed, its payload the entry as JSON.
+    ///
+    /// ```
+    /// let opts = ferroway_redis::SourceOptions::new("redis://127.0.0.1", "g", ["s"]).payload_field("body");
+    /// # opts.validate().unwrap();
+    /// ```
+    pub fn payload_field(mut self, name: impl Into<String>) -> Self {
+        self.payload_field = Some(name.into());
+        self
+    }
+
+    /// In the [`Record`](ferroway::connector::Record) form of the source: the key is this
+    /// field's value (no key if the entry lacks it). By default records have no key.
+    pub fn key_field(mut self, name: impl Into<String>) -> Self {
+        self.key_field = Some(name.into());
+        self
+    }
+
+    /// The options of producer `index` of a pipeline: index 0 is this consumer, index `i > 0`
+    /// consumer `<consumer>-<i>`.
+    pub(crate) fn for_slot(&self, index: usize) -> SourceOptions {
+        let mut slot = self.clone();
+        if index > 0 {
+            slot.consumer = format!("{}-{index}", self.consumer);
+        }
+        slot
+    }
+
+    /// Checks the options; [`RedisSource::factory`](crate::RedisSource::factory) calls this too.
     pub fn validate(&self) -> Result<(), OptionsError> {
         validate_url(&self.url)?;
         let bad = |option: &'static str, reason: String| Err(OptionsError::Invalid { option, reason });
@@ -309,6 +345,11 @@ impl SourceOptions {
         }
         if self.block.is_zero() {
             return bad("block", "must be longer than zero (0 would block forever)".into());
+        }
+        for (option, field) in [("payload_field", &self.payload_field), ("key_field", &self.key_field)] {
+            if field.as_deref() == Some("") {
+                return bad(option, "must not be empty (leave it out instead)".into());
+            }
         }
         if let Some(c) = &self.claim {
             if c.interval.is_zero() {
@@ -350,6 +391,8 @@ pub struct SinkOptions {
     pub(crate) stream: String,
     pub(crate) trim: Option<Trim>,
     pub(crate) reconnect: Backoff,
+    pub(crate) payload_field: String,
+    pub(crate) key_field: String,
 }
 
 impl SinkOptions {
@@ -360,7 +403,27 @@ impl SinkOptions {
             stream: stream.into(),
             trim: None,
             reconnect: default_reconnect(),
+            payload_field: "payload".into(),
+            key_field: "key".into(),
         }
+    }
+
+    /// The field a record's payload goes to, when the sink writes records (default `payload`).
+    ///
+    /// ```
+    /// use ferroway_redis::SinkOptions;
+    /// let opts = SinkOptions::new("redis://127.0.0.1", "events").payload_field("body").key_field("id");
+    /// # opts.validate().unwrap();
+    /// ```
+    pub fn payload_field(mut self, name: impl Into<String>) -> Self {
+        self.payload_field = name.into();
+        self
+    }
+
+    /// The field a record's key goes to, if it has one (default `key`).
+    pub fn key_field(mut self, name: impl Into<String>) -> Self {
+        self.key_field = name.into();
+        self
     }
 
     /// Trims the stream on every write.
@@ -380,11 +443,17 @@ impl SinkOptions {
     /// Checks the options.
     pub fn validate(&self) -> Result<(), OptionsError> {
         validate_url(&self.url)?;
-        if self.stream.is_empty() {
-            return Err(OptionsError::Invalid {
-                option: "stream",
-                reason: "must not be empty".into(),
-            });
+        for (option, value) in [
+            ("stream", &self.stream),
+            ("payload_field", &self.payload_field),
+            ("key_field", &self.key_field),
+        ] {
+            if value.is_empty() {
+                return Err(OptionsError::Invalid {
+                    option,
+                    reason: "must not be empty".into(),
+                });
+            }
         }
         Ok(())
     }

@@ -122,9 +122,16 @@ enum After {
 impl RedisSource {
     /// A source for `opts`. Connects lazily, on the first demand; must be called inside a
     /// Tokio runtime (pipeline producer factories are).
+    ///
+    /// In a pipeline, prefer [`RedisSource::factory`]: the pipeline then also waits for the
+    /// last `XACK`s when it stops, and can run several producers.
     pub fn new(opts: SourceOptions) -> Result<Self, OptionsError> {
         opts.validate()?;
-        let opts = Arc::new(opts);
+        Ok(Self::start(Arc::new(opts)))
+    }
+
+    /// A source for options already validated.
+    pub(crate) fn start(opts: Arc<SourceOptions>) -> Self {
         // Longer than a BLOCK, or every read that finds nothing would "lose" the connection.
         let reply_timeout = opts.block + REPLY_TIMEOUT;
         let link = Link::new(&opts.url, &opts.consumer, reply_timeout, opts.reconnect.clone());
@@ -163,7 +170,7 @@ impl RedisSource {
                 }) as Arc<dyn Acknowledger>
             })
             .collect();
-        Ok(RedisSource {
+        RedisSource {
             read_total: opts
                 .streams
                 .iter()
@@ -180,7 +187,12 @@ impl RedisSource {
             outage: LogThrottle::new(Duration::from_secs(10)),
             link,
             opts,
-        })
+        }
+    }
+
+    /// Where this source's acknowledgements go: the factory closes it when the pipeline stops.
+    pub(crate) fn acknowledgements(&self) -> mpsc::UnboundedSender<AckCmd> {
+        self.ack_tx.clone()
     }
 
     /// Starts the next read in a task of its own, which keeps the reply if this future is
