@@ -40,6 +40,8 @@
 #![deny(missing_docs)]
 
 mod ack;
+#[cfg(feature = "config")]
+mod config;
 mod connection;
 mod entry;
 mod error;
@@ -54,6 +56,8 @@ mod records;
 mod sink;
 mod source;
 
+#[cfg(feature = "config")]
+pub use config::{RedisSinkConfig, RedisSourceConfig};
 pub use entry::{Entry, Fields, RedisMetadata, StreamId};
 pub use error::{OptionsError, SinkError, SourceError};
 pub use factory::RedisSourceFactory;

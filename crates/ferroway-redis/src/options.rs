@@ -68,6 +68,15 @@ impl fmt::Display for RedisUrl {
     }
 }
 
+/// A URL from a configuration file. Its text is never part of an error: a wrong URL is
+/// reported, redacted, when the options are validated.
+#[cfg(feature = "config")]
+impl<'de> serde::Deserialize<'de> for RedisUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d).map(RedisUrl::new)
+    }
+}
+
 /// Where a newly created consumer group starts reading.
 ///
 /// ```
@@ -105,6 +114,7 @@ impl StartId {
 /// # opts.validate().unwrap();
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "config", derive(serde::Deserialize), serde(rename_all = "snake_case"))]
 pub enum OnFailed {
     /// Leave it in the group's pending entries list: another consumer claims it once it has
     /// been idle for the claim's `min_idle`, and this consumer sees it again after a restart.
@@ -371,10 +381,12 @@ impl SourceOptions {
 /// # opts.validate().unwrap();
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "config", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum Trim {
-    /// Keep about this many entries.
+    /// Keep about this many entries (`MAXLEN ~`; `{ maxlen = N }` in a configuration file).
     MaxLen(u64),
-    /// Drop entries with ids below this one.
+    /// Drop entries with ids below this one (`MINID ~`; `{ minid = "ID" }` in a configuration
+    /// file).
     MinId(String),
 }
 
