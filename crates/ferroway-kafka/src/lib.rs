@@ -115,6 +115,8 @@
 //!   Azure Event Hubs and most managed services.
 //! - `ssl-vendored`: the same with OpenSSL built from source.
 //! - `zstd`: zstd compression.
+//! - `config`: the source and the sink as configuration-file components, `type = "kafka"`
+//!   (`KafkaSourceConfig`, `KafkaSinkConfig`), for the `ferroway` CLI.
 //!
 //! SASL/PLAIN over plain text works without any feature; SASL/GSSAPI (Kerberos) is not offered.
 //!
@@ -141,6 +143,8 @@
 #![deny(missing_docs)]
 
 mod client_log;
+#[cfg(feature = "config")]
+mod config;
 mod error;
 mod metadata;
 mod offsets;
@@ -150,6 +154,8 @@ mod sink;
 mod source;
 pub mod telemetry;
 
+#[cfg(feature = "config")]
+pub use config::{KafkaSinkConfig, KafkaSourceConfig};
 pub use error::{ConfigError, ErrorClass, KafkaError, Outage, classify, classify_code};
 pub use metadata::{KafkaMetadata, partition_key};
 pub use options::{
@@ -157,7 +163,7 @@ pub use options::{
     RequiredAcks, SaslMechanism, SaslOptions, Secret, Security, StartFrom, TlsOptions,
 };
 pub use sink::{BatchReport, Delivered, KafkaRecord, KafkaSink, dead_letter_headers};
-pub use source::{KafkaSource, KafkaSourceFactory};
+pub use source::{KafkaRecordProducer, KafkaRecordSource, KafkaSource, KafkaSourceFactory};
 
 /// The `rdkafka` crate, for what this crate does not wrap (e.g. an admin client).
 pub use rdkafka;

@@ -41,9 +41,8 @@ async fn round_trip_with_keys_headers_and_partitions() {
 
     let (handler, mut rx) = Collect::new();
     let source = KafkaSource::factory(source_opts(&unique("rt-g"), &topic)).unwrap();
-    let f = source.clone();
     let pipeline = Pipeline::builder("rt", handler)
-        .producer(move || f.create())
+        .source(source)
         .partition_by(ferroway_kafka::partition_key)
         .processors(Processors::new().concurrency(2))
         .start()
@@ -57,7 +56,6 @@ async fn round_trip_with_keys_headers_and_partitions() {
     })
     .await;
     pipeline.stop().await.unwrap();
-    source.closed().await;
 
     let mut key_partition: HashMap<Vec<u8>, i32> = HashMap::new();
     let mut last_offset: HashMap<i32, i64> = HashMap::new();
@@ -160,9 +158,8 @@ async fn restart_in_the_same_group_resumes_from_the_committed_offset() {
 
     let run = |source: ferroway_kafka::KafkaSourceFactory| async move {
         let (handler, rx) = Collect::new();
-        let f = source.clone();
         let p = Pipeline::builder("resume", handler)
-            .producer(move || f.create())
+            .source(source)
             .processors(Processors::new().concurrency(2))
             .start()
             .await
@@ -184,7 +181,6 @@ async fn restart_in_the_same_group_resumes_from_the_committed_offset() {
         vec![20, 20],
         "everything acknowledged is committed when stop returns"
     );
-    source.closed().await;
 
     produce(&topic, 2, (0..10).map(|i| format!("new-{i}"))).await;
     let source = KafkaSource::factory(source_opts(&group, &topic)).unwrap();
@@ -196,7 +192,6 @@ async fn restart_in_the_same_group_resumes_from_the_committed_offset() {
     })
     .await;
     p2.stop().await.unwrap();
-    source.closed().await;
     drain(&mut rx2, &mut second);
     let old: Vec<_> = second.keys().filter(|k| k.starts_with("old-")).collect();
     assert!(old.is_empty(), "the restarted member saw old messages again: {old:?}");
@@ -218,9 +213,8 @@ async fn graceful_stop_mid_stream_commits_everything_acked_so_a_restart_has_no_d
         // Slow enough that the first run stops with messages in flight.
         handler.delay = Duration::from_millis(2);
         let source = KafkaSource::factory(source_opts(&group, &topic)).unwrap();
-        let f = source.clone();
         let p = Pipeline::builder("graceful", handler)
-            .producer(move || f.create())
+            .source(source)
             .partition_by(ferroway_kafka::partition_key)
             .processors(Processors::new().concurrency(2).max_demand(20))
             .start()
@@ -242,7 +236,6 @@ async fn graceful_stop_mid_stream_commits_everything_acked_so_a_restart_has_no_d
             .await;
         }
         p.stop().await.unwrap();
-        source.closed().await;
         drain(&mut rx, &mut got);
         seen.push(got);
     }
@@ -287,11 +280,10 @@ async fn a_failing_message_holds_its_partition_commit_until_it_is_dead_lettered(
     handler.fail = vec!["3".into()];
     let gate = Arc::new(Notify::new());
     let source = KafkaSource::factory(source_opts(&group, &topic)).unwrap();
-    let f = source.clone();
     // One message at a time per processor: the processor waiting on the dead-letter sink
     // holds only the poison message, the other one goes on.
     let p = Pipeline::builder("poison", handler)
-        .producer(move || f.create())
+        .source(source)
         .processors(Processors::new().concurrency(2).max_demand(1).min_demand(0))
         .dead_letter(GatedDlq {
             gate: gate.clone(),
@@ -318,14 +310,12 @@ async fn a_failing_message_holds_its_partition_commit_until_it_is_dead_lettered(
     gate.notify_one();
     eventually(30, "commit at 10", || committed(&group, &topic, 1) == vec![10]).await;
     p.stop().await.unwrap();
-    source.closed().await;
 
     // The poison message is in the DLQ topic, with why and where from.
     let (reader, mut drx) = Collect::new();
     let dsrc = KafkaSource::factory(source_opts(&unique("dlq-reader"), &dlq)).unwrap();
-    let f = dsrc.clone();
     let rp = Pipeline::builder("dlq-reader", reader)
-        .producer(move || f.create())
+        .source(dsrc)
         .start()
         .await
         .unwrap();
@@ -337,7 +327,6 @@ async fn a_failing_message_holds_its_partition_commit_until_it_is_dead_lettered(
     })
     .await;
     rp.stop().await.unwrap();
-    dsrc.closed().await;
     assert_eq!(got.len(), 1);
     let g = &got[0];
     assert_eq!(g.payload, "3");
@@ -360,16 +349,15 @@ async fn a_failed_ack_without_dead_letter_sink_follows_on_failed() {
         let (mut handler, rx) = Collect::new();
         handler.fail = vec!["3".into()];
         let source = KafkaSource::factory(source_opts(&group, &topic).on_failed(action)).unwrap();
-        let f = source.clone();
         let p = Pipeline::builder("onfailed", handler)
-            .producer(move || f.create())
+            .source(source)
             .start()
             .await
             .unwrap();
         groups.push(group);
-        runs.push((p, source, rx));
+        runs.push((p, rx));
     }
-    for (_, _, rx) in &mut runs {
+    for (_, rx) in &mut runs {
         let mut seen = HashMap::new();
         eventually(60, "all 10 handled", || {
             drain(rx, &mut seen);
@@ -377,9 +365,8 @@ async fn a_failed_ack_without_dead_letter_sink_follows_on_failed() {
         })
         .await;
     }
-    for (p, source, _) in runs {
+    for (p, _) in runs {
         p.stop().await.unwrap();
-        source.closed().await;
     }
     assert_eq!(
         committed(&groups[0], &topic, 1),
@@ -399,20 +386,19 @@ async fn two_members_split_partitions_and_the_survivor_takes_over_without_loss()
     let start = |tag: &'static str| {
         let (handler, rx) = Collect::new();
         let source = KafkaSource::factory(source_opts(&group, &topic)).unwrap();
-        let f = source.clone();
         async move {
             let p = Pipeline::builder(tag, handler)
-                .producer(move || f.create())
+                .source(source)
                 .partition_by(ferroway_kafka::partition_key)
                 .processors(Processors::new().concurrency(2))
                 .start()
                 .await
                 .unwrap();
-            (p, source, rx)
+            (p, rx)
         }
     };
-    let (pa, sa, mut rxa) = start("member-a").await;
-    let (pb, sb, mut rxb) = start("member-b").await;
+    let (pa, mut rxa) = start("member-a").await;
+    let (pb, mut rxb) = start("member-b").await;
     let (mut a, mut b) = (HashMap::new(), HashMap::new());
     let (mut pa_parts, mut pb_parts) = (HashSet::new(), HashSet::new());
     let mut produced = 0usize;
@@ -434,7 +420,6 @@ async fn two_members_split_partitions_and_the_survivor_takes_over_without_loss()
     }
     // Member A leaves; B takes over every partition.
     pa.stop().await.unwrap();
-    sa.closed().await;
     drain(&mut rxa, &mut a);
     produce(&topic, parts, (produced..produced + 100).map(|i| i.to_string())).await;
     produced += 100;
@@ -445,7 +430,6 @@ async fn two_members_split_partitions_and_the_survivor_takes_over_without_loss()
     })
     .await;
     pb.stop().await.unwrap();
-    sb.closed().await;
     assert_eq!(b_late_parts.len(), parts as usize, "the survivor owns every partition");
     let dup: Vec<_> = a.keys().filter(|k| b.contains_key(*k)).collect();
     assert!(dup.is_empty(), "{} messages seen by both members: {dup:?}", dup.len());
@@ -466,12 +450,7 @@ async fn a_stop_with_held_failures_returns_promptly_and_they_are_delivered_again
     let (mut handler, mut rx) = Collect::new();
     handler.fail = vec!["3".into()];
     let source = KafkaSource::factory(opts()).unwrap();
-    let f = source.clone();
-    let p = Pipeline::builder("held", handler)
-        .producer(move || f.create())
-        .start()
-        .await
-        .unwrap();
+    let p = Pipeline::builder("held", handler).source(source).start().await.unwrap();
     let mut seen = HashMap::new();
     eventually(60, "all 10 handled", || {
         drain(&mut rx, &mut seen);
@@ -480,7 +459,6 @@ async fn a_stop_with_held_failures_returns_promptly_and_they_are_delivered_again
     .await;
     let started = std::time::Instant::now();
     p.stop().await.expect("a stop with a held failure completes");
-    source.closed().await;
     let took = started.elapsed();
     assert!(
         took < Duration::from_secs(30),
@@ -495,9 +473,8 @@ async fn a_stop_with_held_failures_returns_promptly_and_they_are_delivered_again
     // The held message, and what followed it, are delivered again.
     let (handler, mut rx) = Collect::new();
     let source = KafkaSource::factory(opts()).unwrap();
-    let f = source.clone();
     let p = Pipeline::builder("held-again", handler)
-        .producer(move || f.create())
+        .source(source)
         .start()
         .await
         .unwrap();
@@ -508,7 +485,6 @@ async fn a_stop_with_held_failures_returns_promptly_and_they_are_delivered_again
     })
     .await;
     p.stop().await.unwrap();
-    source.closed().await;
     let mut keys: Vec<i32> = again.keys().map(|k| k.parse().unwrap()).collect();
     keys.sort();
     assert_eq!(keys, (3..10).collect::<Vec<_>>());
@@ -559,9 +535,8 @@ async fn a_source_started_before_its_topic_exists_reads_it_once_created() {
     ))
     .unwrap();
     let (handler, mut rx) = Collect::new();
-    let f = source.clone();
     let p = Pipeline::builder("later", handler)
-        .producer(move || f.create())
+        .source(source)
         .start()
         .await
         .unwrap();
@@ -577,7 +552,6 @@ async fn a_source_started_before_its_topic_exists_reads_it_once_created() {
     .await;
     eprintln!("consumed {:?} after the records were produced", started.elapsed());
     p.stop().await.unwrap();
-    source.closed().await;
 }
 
 /// Counts handled messages; each takes a millisecond.
@@ -607,10 +581,9 @@ async fn a_stop_under_partition_by_finishes_what_is_in_flight_and_pulls_no_more(
         [topic.clone()],
     ))
     .unwrap();
-    let f = source.clone();
     // One partition, two processors keyed by partition: every message on one lane.
     let p = Pipeline::builder("drain", Slow(handled.clone()))
-        .producer(move || f.create())
+        .source(source)
         .partition_by(ferroway_kafka::partition_key)
         .processors(Processors::new().concurrency(2).max_demand(100))
         .start()
@@ -620,7 +593,6 @@ async fn a_stop_under_partition_by_finishes_what_is_in_flight_and_pulls_no_more(
     let at_stop = handled.load(SeqCst);
     let in_flight = p.in_flight() as usize;
     p.stop().await.unwrap();
-    source.closed().await;
     let after = handled.load(SeqCst) - at_stop;
     eprintln!("in flight at the stop: {in_flight}; handled after it: {after}");
     // At most (3 x processors - 1) x max_demand messages are ever in flight (see

@@ -71,9 +71,8 @@ async fn an_unreachable_cluster_is_reported_a_few_times_not_dozens_a_second() {
     ))
     .unwrap();
     let (handler, _rx) = Collect::new();
-    let f = source.clone();
     let p = Pipeline::builder("unreachable", handler)
-        .producer(move || f.create())
+        .source(source)
         .start()
         .await
         .unwrap();
@@ -83,7 +82,6 @@ async fn an_unreachable_cluster_is_reported_a_few_times_not_dozens_a_second() {
         .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
         .collect();
     p.stop().await.unwrap();
-    source.closed().await;
     let all = lines(&group);
     assert!(
         all.iter()
@@ -117,9 +115,8 @@ async fn a_source_that_never_reaches_a_broker_fails_the_pipeline_naming_the_serv
         KafkaSourceOptions::new(Connection::new(addr.clone()), group, ["t"]).connect_timeout(Duration::from_secs(5));
     let source = KafkaSource::factory(opts).unwrap();
     let (handler, _rx) = Collect::new();
-    let f = source.clone();
     let p = Pipeline::builder("never", handler)
-        .producer(move || f.create())
+        .source(source)
         .start()
         .await
         .unwrap();
@@ -132,7 +129,6 @@ async fn a_source_that_never_reaches_a_broker_fails_the_pipeline_naming_the_serv
     eprintln!("failed after {:?}: {shown}", started.elapsed());
     assert!(shown.contains(&addr), "the error names the servers: {shown}");
     assert!(shown.contains("no broker answered"), "{shown}");
-    source.closed().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,9 +159,8 @@ async fn after_a_broker_restart_that_recreates_the_topic_the_source_reads_again(
     ))
     .unwrap();
     let (handler, mut rx) = Collect::new();
-    let f = source.clone();
     let p = Pipeline::builder("restart", handler)
-        .producer(move || f.create())
+        .source(source)
         .start()
         .await
         .unwrap();
@@ -190,5 +185,4 @@ async fn after_a_broker_restart_that_recreates_the_topic_the_source_reads_again(
     .await;
     eprintln!("read again {:?} after the topic was filled again", started.elapsed());
     p.stop().await.unwrap();
-    source.closed().await;
 }

@@ -4,35 +4,24 @@ mod support;
 
 use std::time::Duration;
 
-use ferroway::BoxError;
+use ferroway::connector::{Record, Sink};
 use ferroway::pipeline::testing::{Outcome, TestProducer};
-use ferroway::pipeline::{BatchInfo, Batcher, Handler, Message, Pipeline};
+use ferroway::pipeline::{Batcher, Forward, Message, Pipeline};
 use ferroway_redis::{RedisSink, SinkOptions, Trim};
 use support::{delete, redis, unique, url};
 
-struct Forward(RedisSink);
-
-impl Handler for Forward {
-    type Data = u64;
-    async fn handle_message(&self, _: &mut Message<u64>) -> Result<(), BoxError> {
-        Ok(())
-    }
-    async fn handle_batch(&self, batch: &mut [Message<u64>], _: &BatchInfo) -> Result<(), BoxError> {
-        self.0
-            .send(batch, |m| vec![("n".to_owned(), m.data().to_string().into_bytes())])
-            .await?;
-        Ok(())
-    }
-}
+/// An entry's fields as XRANGE returns them.
+type Fields = Vec<(String, Vec<u8>)>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_added_in_order_and_acknowledged_after_redis_confirmed() {
     let mut c = redis().await;
     let stream = unique("sink");
     let sink = RedisSink::new(SinkOptions::new(url(), &stream)).unwrap();
-    let p = Pipeline::builder("sink", Forward(sink))
+    let p = Pipeline::builder("sink", Forward::new())
         .producer(TestProducer::new)
-        .batcher(
+        .sink(
+            sink,
             Batcher::new("out")
                 .batch_size(100)
                 .batch_timeout(Duration::from_millis(20)),
@@ -40,7 +29,7 @@ async fn batches_are_added_in_order_and_acknowledged_after_redis_confirmed() {
         .start()
         .await
         .unwrap();
-    let outcomes = p.push_messages(0..1_000).outcomes().await;
+    let outcomes = p.push_messages((0..1_000u64).map(|n| n.to_string())).outcomes().await;
     assert!(outcomes.iter().all(|o| *o == Outcome::Successful));
     p.stop().await.unwrap();
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
@@ -50,6 +39,7 @@ async fn batches_are_added_in_order_and_acknowledged_after_redis_confirmed() {
         .query_async(&mut c)
         .await
         .unwrap();
+    assert!(entries.iter().all(|(_, f)| f.len() == 1 && f[0].0 == "payload"));
     let ns: Vec<u64> = entries.iter().map(|(_, f)| f[0].1.parse().unwrap()).collect();
     assert_eq!(ns, (0..1_000).collect::<Vec<_>>());
     delete(&mut c, &[&stream]).await;
@@ -78,6 +68,16 @@ async fn refused_entries_fail_their_messages_and_trimming_applies() {
         "{:?}",
         batch[0].failure()
     );
+    // Through the connector contract: refused entries fail their messages, the call succeeds.
+    let mut records = vec![Message::new(Record::new("a")), Message::new(Record::new("b"))];
+    Sink::write(&sink, &mut records).await.unwrap();
+    assert!(
+        records
+            .iter()
+            .all(|m| m.failure().is_some_and(|f| f.contains("WRONGTYPE"))),
+        "{:?}",
+        records[0].failure()
+    );
     delete(&mut c, &[&stream]).await;
 
     let trimmed = unique("sink-trim");
@@ -92,4 +92,34 @@ async fn refused_entries_fail_their_messages_and_trimming_applies() {
     // Approximate trimming keeps at least 10 and far fewer than 2,000.
     assert!((10..2_000).contains(&len), "{len}");
     delete(&mut c, &[&trimmed]).await;
+}
+
+#[tokio::test]
+async fn records_become_entries_with_payload_key_and_headers_under_the_configured_fields() {
+    let mut c = redis().await;
+    let stream = unique("sink-fields");
+    let sink = RedisSink::new(SinkOptions::new(url(), &stream).payload_field("body").key_field("id")).unwrap();
+    let mut batch = vec![
+        Message::new(Record::new("{}").key("k-1").header("trace", "t").header("trace", "u")),
+        Message::new(Record::new(vec![0xff, 0x00])),
+    ];
+    Sink::write(&sink, &mut batch).await.unwrap();
+    assert!(batch.iter().all(|m| !m.is_failed()));
+    let entries: Vec<(String, Fields)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let fields: Vec<Fields> = entries.into_iter().map(|(_, f)| f).collect();
+    let f = |k: &str, v: &[u8]| (k.to_owned(), v.to_vec());
+    assert_eq!(
+        fields,
+        [
+            vec![f("body", b"{}"), f("id", b"k-1"), f("trace", b"t"), f("trace", b"u")],
+            vec![f("body", &[0xff, 0x00])],
+        ]
+    );
+    delete(&mut c, &[&stream]).await;
 }

@@ -68,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             delay,
         };
         let pipeline = Pipeline::builder("crash-child", handler)
-            .producer(move || source.create())
+            .source(source)
             .partition_by(ferroway_kafka::partition_key)
             .processors(Processors::new().concurrency(2).max_demand(50))
             .batcher(

@@ -1,11 +1,11 @@
 //! A `KafkaSink` as the pipeline's dead-letter sink.
 
 use ferroway::BoxError;
-use ferroway::connector::Sink;
+use ferroway::connector::{AsRecord, Sink};
 use ferroway::pipeline::{BoxFuture, DeadLetterInfo, Message};
 
+use super::view::{Target, View};
 use super::{KafkaRecord, KafkaSink};
-use crate::metadata::KafkaMetadata;
 
 /// Header names the dead-letter sink adds.
 pub mod dead_letter_headers {
@@ -31,16 +31,17 @@ pub mod dead_letter_headers {
 /// the headers twice.
 struct Prepared;
 
-/// A `KafkaSink` is a [`Sink`]: [`send_batch`](KafkaSink::send_batch) behind a batcher, records
-/// Kafka refuses marked failed, an outage returned as an error the pipeline waits out.
+/// A `KafkaSink` is a [`Sink`] of anything [`AsRecord`]: [`send_batch`](KafkaSink::send_batch)
+/// behind a batcher, records Kafka refuses marked failed, an outage returned as an error the
+/// pipeline waits out.
 ///
 /// As the dead-letter sink, failed messages are produced to its default topic with their
-/// original key and headers, plus the headers of [`dead_letter_headers`]: reason, pipeline,
-/// stage, and where the message came from — one `ferroway.dlq.<field>` header per field of its
-/// [`Origin`](ferroway::pipeline::Origin) (`topic`, `partition` and `offset` for a message
-/// from a [`KafkaSource`](crate::KafkaSource)). A dead letter counts as done only once the
-/// broker has it.
-impl<T: AsRef<[u8]> + Send + Sync + 'static> Sink<T> for KafkaSink {
+/// record's key, headers and timestamp, plus the headers of [`dead_letter_headers`]: reason,
+/// pipeline, stage, and where the message came from — one `ferroway.dlq.<field>` header per
+/// field of its [`Origin`](ferroway::pipeline::Origin) (`topic`, `partition` and `offset` for
+/// a message from a [`KafkaSource`](crate::KafkaSource)). A dead letter counts as done only
+/// once the broker has it.
+impl<T: AsRecord + Send + Sync + 'static> Sink<T> for KafkaSink {
     fn write<'a>(&'a self, messages: &'a mut [Message<T>]) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
             for m in messages
@@ -57,25 +58,22 @@ impl<T: AsRef<[u8]> + Send + Sync + 'static> Sink<T> for KafkaSink {
     }
 }
 
-/// The record a dead letter is produced as: the message's own record (or its source's key and
-/// headers) to the sink's topic, with why and where from.
-fn dead_letter_record<T>(m: &Message<T>) -> KafkaRecord {
+/// The record a dead letter is produced as: the message's own record to the sink's topic, with
+/// why and where from.
+fn dead_letter_record<T: AsRecord>(m: &Message<T>) -> KafkaRecord {
     use dead_letter_headers as h;
-    let mut rec = match (m.metadata::<KafkaRecord>(), m.metadata::<KafkaMetadata>()) {
-        (Some(r), _) => r.clone(),
-        (None, Some(s)) => KafkaRecord {
-            key: s.key.clone(),
-            headers: s
-                .headers
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
-                .collect(),
-            ..KafkaRecord::default()
-        },
-        (None, None) => KafkaRecord::default(),
+    let target = Target::of(m, &View::of(m.data()));
+    let mut rec = KafkaRecord {
+        topic: None,
+        key: target.key.map(<[u8]>::to_vec),
+        headers: target
+            .headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+            .collect(),
+        partition: None,
+        timestamp: target.timestamp,
     };
-    rec.topic = None;
-    rec.partition = None;
     if let Some(info) = m.metadata::<DeadLetterInfo>() {
         rec = rec
             .header(h::REASON, info.reason.as_bytes())

@@ -4,12 +4,14 @@ mod dead_letter;
 mod delivery;
 mod native;
 mod producer;
+mod view;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ferroway::connector::AsRecord;
 use ferroway::pipeline::Message;
 use ferroway::telemetry::LogThrottle;
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
@@ -21,18 +23,21 @@ pub use self::dead_letter::dead_letter_headers;
 use self::delivery::{MAX_ROUND, RoundGuard};
 use self::native::{BatchRecord, TopicHandle};
 use self::producer::{Producer, Producers, release};
+use self::view::{Target, View};
 
 use crate::error::{ErrorClass, KafkaError, classify_code};
-use crate::metadata::KafkaMetadata;
 use crate::options::KafkaSinkOptions;
 use crate::telemetry;
 
 /// Where and how to produce one message, put on it with
-/// [`put_metadata`](Message::put_metadata). Every field is optional: without a topic the
-/// sink's default topic is used; without a partition the partitioner picks one from the key.
+/// [`put_metadata`](Message::put_metadata). What it sets overrides the message's data (its
+/// [`AsRecord`] view: key, headers — all of them — and timestamp); what it leaves unset comes
+/// from the data. Without a topic the sink's default topic is used; without a partition the
+/// partitioner picks one from the key; without a timestamp, the time of sending.
 ///
-/// A message without a `KafkaRecord` that carries [`KafkaMetadata`] (it came from a
-/// [`KafkaSource`](crate::KafkaSource)) is produced with the same key and headers.
+/// When neither has a key, or neither has headers (a `Vec<u8>` payload), and the message
+/// carries [`KafkaMetadata`](crate::KafkaMetadata) (it was read by a
+/// [`KafkaSource`](crate::KafkaSource)), the key or headers it was read with are used.
 ///
 /// ```
 /// use ferroway::pipeline::Message;
@@ -122,10 +127,14 @@ struct SinkMetrics {
 /// them.
 struct SentBy(u64);
 
-/// A Kafka producer for pipelines: use [`send_batch`](Self::send_batch) from a batch handler
-/// so messages are acknowledged upstream only after the broker confirmed them, or give it to
-/// [`PipelineBuilder::dead_letter`](ferroway::pipeline::PipelineBuilder::dead_letter) as a
-/// dead-letter topic.
+/// A Kafka producer for pipelines: a [`Sink`](ferroway::connector::Sink) of anything
+/// [`AsRecord`] (a [`Record`](ferroway::connector::Record), `Vec<u8>`, `String`, …) — give it
+/// to [`PipelineBuilder::sink`](ferroway::pipeline::PipelineBuilder::sink) with a batcher, or
+/// to [`PipelineBuilder::dead_letter`](ferroway::pipeline::PipelineBuilder::dead_letter) as a
+/// dead-letter topic — or call [`send_batch`](Self::send_batch) from a batch handler. Either
+/// way messages are acknowledged upstream only after the broker confirmed them. Each record
+/// gets its data's payload, key, headers and timestamp (see [`KafkaRecord`] for what
+/// overrides them).
 ///
 /// Idempotent by default (`enable.idempotence=true`, `acks=all`): librdkafka's own retries
 /// never duplicate or reorder records. What cannot be delivered is sorted by
@@ -135,6 +144,25 @@ struct SentBy(u64);
 /// does not exist — the call returns an error carrying [`ferroway::error::Unavailable`], so
 /// the pipeline keeps the batch and calls the handler again with backoff: an outage never
 /// dead-letters or acknowledges anything.
+///
+/// ```no_run
+/// use ferroway::connector::generator::Generator;
+/// use ferroway::pipeline::{Batcher, Forward, Pipeline};
+/// use ferroway_kafka::{Connection, KafkaSink, KafkaSinkOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sink = KafkaSink::new(KafkaSinkOptions::new(Connection::new("127.0.0.1:9092")).topic("numbers"))?;
+/// let pipeline = Pipeline::builder("numbers", Forward::new())
+///     .source(Generator::new(1000))
+///     .sink(sink, Batcher::new("kafka").batch_size(500))
+///     .start()
+///     .await?;
+/// pipeline.join().await?;
+/// # Ok(()) }
+/// ```
+///
+/// With a handler of your own:
 ///
 /// ```no_run
 /// use ferroway::pipeline::{BatchInfo, Handler, Message};
@@ -254,8 +282,8 @@ impl KafkaSink {
         result
     }
 
-    /// Produces every message of `messages` (its data as the payload, with its
-    /// [`KafkaRecord`] or source [`KafkaMetadata`]) and waits for every delivery report.
+    /// Produces every message of `messages` (its data as the record, see [`KafkaRecord`])
+    /// and waits for every delivery report.
     ///
     /// - Records Kafka refuses ([`ErrorClass::Rejected`]: too large, invalid, an invalid topic,
     ///   a partition that does not exist) are marked failed with [`Message::fail`]: the
@@ -268,17 +296,13 @@ impl KafkaSink {
     ///
     /// # Errors
     /// [`KafkaError::Unavailable`], as above.
-    pub async fn send_batch<T: AsRef<[u8]> + Sync>(
-        &self,
-        messages: &mut [Message<T>],
-    ) -> Result<BatchReport, KafkaError> {
-        self.send_batch_with(messages, |m| Cow::Borrowed(m.data().as_ref()))
-            .await
+    pub async fn send_batch<T: AsRecord + Sync>(&self, messages: &mut [Message<T>]) -> Result<BatchReport, KafkaError> {
+        self.send_views(messages, |m| View::of(m.data())).await
     }
 
-    /// [`send_batch`](Self::send_batch) for messages whose data is not bytes: `payload`
+    /// [`send_batch`](Self::send_batch) for messages whose data is not a record: `payload`
     /// makes each record's payload from its message (encoding it, or taking bytes a processor
-    /// put on it as metadata).
+    /// put on it as metadata); key and headers come from a [`KafkaRecord`] on the message.
     ///
     /// ```no_run
     /// use std::borrow::Cow;
@@ -308,11 +332,19 @@ impl KafkaSink {
         T: Sync,
         F: for<'m> Fn(&'m Message<T>) -> Cow<'m, [u8]> + Sync,
     {
+        self.send_views(messages, |m| View::payload(payload(m))).await
+    }
+
+    async fn send_views<T, F>(&self, messages: &mut [Message<T>], view: F) -> Result<BatchReport, KafkaError>
+    where
+        T: Sync,
+        F: for<'m> Fn(&'m Message<T>) -> View<'m> + Sync,
+    {
         let todo: Vec<usize> = (0..messages.len())
             .filter(|&i| messages[i].metadata::<SentBy>().is_none_or(|s| s.0 != self.id))
             .collect();
         let producer = self.producer();
-        let failures = self.send_round(&producer, messages, &todo, &payload).await;
+        let failures = self.send_round(&producer, messages, &todo, &view).await;
         let mut report = BatchReport {
             sent: messages.len() - failures.len(),
             failed: 0,
@@ -421,42 +453,33 @@ impl KafkaSink {
         producer: &Producer,
         messages: &[Message<T>],
         idx: &[usize],
-        payload: &F,
+        view: &F,
     ) -> Vec<Failure>
     where
         T: Sync,
-        F: for<'m> Fn(&'m Message<T>) -> Cow<'m, [u8]> + Sync,
+        F: for<'m> Fn(&'m Message<T>) -> View<'m> + Sync,
     {
         let mut failures = Vec::new();
         for chunk in idx.chunks(MAX_ROUND) {
             // Made up front: a batch borrows them until librdkafka has copied them.
-            let payloads: Vec<Cow<'_, [u8]>> = chunk.iter().map(|&i| payload(&messages[i])).collect();
+            let views: Vec<View<'_>> = chunk.iter().map(|&i| view(&messages[i])).collect();
             let round = producer.context().rounds.start();
             let mut batch: Vec<BatchRecord<'_>> = Vec::new();
             let mut batch_topic: Option<&str> = None;
             for (k, &i) in chunk.iter().enumerate() {
-                let m = &messages[i];
-                let record = m.metadata::<KafkaRecord>();
-                let source = m.metadata::<KafkaMetadata>();
-                let Some(topic) = record.and_then(|r| r.topic.as_deref()).or(self.opts.topic.as_deref()) else {
+                let Target {
+                    topic,
+                    key,
+                    headers,
+                    partition,
+                    timestamp,
+                } = Target::of(&messages[i], &views[k]);
+                let Some(topic) = topic.or(self.opts.topic.as_deref()) else {
                     // Validation makes this impossible for the sink's own messages without a
                     // record; a record naming no topic is the message's fault.
                     failures.push((i, RDKafkaErrorCode::InvalidTopic));
                     continue;
                 };
-                let (key, headers) = match (record, source) {
-                    (Some(r), _) => (r.key.as_deref(), r.headers_iter()),
-                    (None, Some(s)) => (
-                        s.key.as_deref(),
-                        s.headers
-                            .iter()
-                            .filter_map(|(k, v)| Some((k.as_str(), v.as_deref()?)))
-                            .collect(),
-                    ),
-                    (None, None) => (None, Vec::new()),
-                };
-                let partition = record.and_then(|r| r.partition);
-                let timestamp = record.and_then(|r| r.timestamp);
                 let batchable = headers.is_empty() && timestamp.is_none() && partition.is_none();
                 if batch_topic.is_some_and(|t| !batchable || t != topic)
                     && let Some(t) = batch_topic.take()
@@ -468,7 +491,7 @@ impl KafkaSink {
                     batch_topic = Some(topic);
                     batch.push(BatchRecord {
                         index: i,
-                        payload: &payloads[k],
+                        payload: &views[k].payload,
                         key,
                         opaque: round.opaque(k),
                     });
@@ -476,7 +499,7 @@ impl KafkaSink {
                 }
                 let r = build(
                     topic,
-                    &payloads[k],
+                    &views[k].payload,
                     key,
                     &headers,
                     partition,

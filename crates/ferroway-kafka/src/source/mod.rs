@@ -15,14 +15,16 @@ mod context;
 mod fetched;
 mod native;
 mod poller;
+mod records;
 mod shared;
 mod startup;
 
 use std::sync::Arc;
 
 use ferroway::BoxError;
+use ferroway::connector::Source;
 use ferroway::error::Chain;
-use ferroway::pipeline::{AckToken, Acknowledger, Message};
+use ferroway::pipeline::{AckToken, Acknowledger, BoxFuture, Message};
 use ferroway::stage::{Emit, Producer};
 use rdkafka::consumer::Consumer;
 use tokio::sync::watch;
@@ -32,21 +34,40 @@ use self::acker::SourceAcker;
 use self::context::SourceContext;
 use self::fetched::{Client, Fetched, TopicNames};
 use self::poller::Member;
+pub use self::records::{KafkaRecordProducer, KafkaRecordSource};
 use self::shared::{PollerEnd, Shared};
 use self::startup::{Reach, Watch};
 use crate::error::KafkaError;
 use crate::options::KafkaSourceOptions;
 
-/// Makes [`KafkaSource`]s: give [`create`](Self::create) to
-/// [`PipelineBuilder::producer`](ferroway::pipeline::PipelineBuilder::producer).
+/// A Kafka source for a pipeline: a [`Source`] of `Vec<u8>` payloads — give it to
+/// [`PipelineBuilder::source`](ferroway::pipeline::PipelineBuilder::source) — or, through
+/// [`records`](Self::records), of broker-neutral [`Record`](ferroway::connector::Record)s.
 ///
-/// The options are validated once, here. Each source is one member of the consumer group, so
-/// `producer_concurrency(n)` runs `n` members.
+/// The options are validated once, by [`KafkaSource::factory`]. Each producer it makes is one
+/// member of the consumer group, so `producer_concurrency(n)` runs `n` members.
 ///
 /// When [`Pipeline::stop`](ferroway::pipeline::Pipeline::stop) (or `join`) returns, every
-/// message is acknowledged and every source that emitted messages has made its final commit
-/// and left the group: the pipeline flushes the source's acknowledger. [`closed`](Self::closed)
-/// also covers sources that never emitted anything.
+/// member has made its final commit and left the group: the pipeline awaits the source's
+/// [`close`](Source::close).
+///
+/// ```no_run
+/// use ferroway::pipeline::{Batcher, Forward, Pipeline};
+/// use ferroway_kafka::{Connection, KafkaSink, KafkaSinkOptions, KafkaSource, KafkaSourceOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let source = KafkaSource::factory(KafkaSourceOptions::new(Connection::new("127.0.0.1:9092"), "mirror", ["orders"]))?;
+/// let sink = KafkaSink::new(KafkaSinkOptions::new(Connection::new("127.0.0.1:9092")).topic("orders-copy"))?;
+/// // Keys, headers and timestamps go along with the payloads.
+/// let pipeline = Pipeline::builder("mirror", Forward::new())
+///     .source(source.records())
+///     .sink(sink, Batcher::new("copy").batch_size(1000))
+///     .start()
+///     .await?;
+/// pipeline.run_until(ferroway::shutdown_signal()).await?; // returns once offsets are committed
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct KafkaSourceFactory {
     opts: Arc<KafkaSourceOptions>,
@@ -55,18 +76,29 @@ pub struct KafkaSourceFactory {
 }
 
 impl KafkaSourceFactory {
-    /// A new source (a new consumer-group member). Never fails: a client that cannot be
-    /// created makes the source's first `handle_demand` fail, so the pipeline's producer
-    /// supervision applies.
+    /// A new producer (a new consumer-group member), for a pipeline built with
+    /// [`PipelineBuilder::producer`](ferroway::pipeline::PipelineBuilder::producer); then
+    /// await [`closed`](Self::closed) after it stops. [`PipelineBuilder::source`](ferroway::pipeline::PipelineBuilder::source)
+    /// does both by itself. Never fails: a client that cannot be created makes the producer's
+    /// first `handle_demand` fail, so the pipeline's producer supervision applies.
     pub fn create(&self) -> KafkaSource {
         KafkaSource::start(self.opts.clone(), self.live.clone(), self.reach.clone())
     }
 
-    /// Waits until every source made by this factory has stopped: acknowledgements awaited
-    /// (at most `close_timeout`), final offsets committed, group left.
+    /// Waits until every producer made by this factory has stopped: acknowledgements awaited
+    /// (at most `close_timeout`), final offsets committed, group left. This is the source's
+    /// [`close`](Source::close).
     pub async fn closed(&self) {
         let mut rx = self.live.subscribe();
         let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// The same source emitting [`Record`](ferroway::connector::Record)s: payload, key, headers and timestamp of each
+    /// Kafka message (a header without a value has an empty one), its [`KafkaMetadata`](crate::KafkaMetadata)
+    /// still on the message as its origin. What any connector's sink accepts; the payload is
+    /// not copied again on the way.
+    pub fn records(&self) -> KafkaRecordSource {
+        KafkaRecordSource(self.clone())
     }
 
     /// The options.
@@ -75,8 +107,9 @@ impl KafkaSourceFactory {
     }
 }
 
-/// A Kafka consumer-group member as a pipeline producer of `Message<Vec<u8>>` (the record's
-/// payload; a null payload is empty), each carrying [`KafkaMetadata`](crate::KafkaMetadata).
+/// A Kafka consumer-group member: the pipeline producer a [`KafkaSourceFactory`] makes (start
+/// with [`KafkaSource::factory`]). It emits `Message<Vec<u8>>` (the record's payload; a null
+/// payload is empty), each carrying [`KafkaMetadata`](crate::KafkaMetadata).
 ///
 /// Offsets are committed only up to the first message of each partition that is not yet
 /// acknowledged (a [`Watermark`](ferroway::pipeline::Watermark) per partition), every
@@ -163,6 +196,19 @@ impl KafkaSource {
             names: TopicNames::default(),
             startup_error: startup.err(),
         }
+    }
+}
+
+impl Source for KafkaSourceFactory {
+    type Data = Vec<u8>;
+    type Producer = KafkaSource;
+
+    fn producer(&self, _: usize) -> Result<KafkaSource, BoxError> {
+        Ok(self.create())
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.closed())
     }
 }
 

@@ -255,3 +255,53 @@ pub fn read_topic(
     }
     out
 }
+
+/// A record as read back by a bare consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub timestamp: Option<i64>,
+    pub payload: Vec<u8>,
+}
+
+/// Every record in partitions 0..`partitions` of `topic` on the test broker, read from the
+/// start (no group) until `n` arrived or `secs` pass.
+pub fn read_records(topic: &str, partitions: i32, n: usize, secs: u64) -> Vec<Read> {
+    use ferroway_kafka::rdkafka::message::Headers as _;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Read {
+                partition: m.partition(),
+                key: m.key().map(<[u8]>::to_vec),
+                headers,
+                timestamp: m.timestamp().to_millis(),
+                payload: m.payload().unwrap_or_default().to_vec(),
+            });
+        }
+    }
+    out
+}
