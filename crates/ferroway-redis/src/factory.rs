@@ -119,12 +119,17 @@ impl Source for RedisSourceFactory {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         let acks = std::mem::take(&mut *self.acks.lock().unwrap_or_else(|p| p.into_inner()));
-        Box::pin(async move {
-            for tx in acks {
+        // All at once: each may wait for Redis (to send its last XACKs, to leave the group).
+        let closing: Vec<_> = acks
+            .into_iter()
+            .filter_map(|tx| {
                 let (reply, closed) = oneshot::channel();
-                if tx.send(AckCmd::Close(reply)).is_ok() {
-                    let _ = closed.await;
-                }
+                tx.send(AckCmd::Close(reply)).is_ok().then_some(closed)
+            })
+            .collect();
+        Box::pin(async move {
+            for closed in closing {
+                let _ = closed.await;
             }
         })
     }

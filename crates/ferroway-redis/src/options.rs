@@ -223,7 +223,8 @@ impl SourceOptions {
 
     /// This consumer's name in the group. Keep it stable across restarts so the consumer
     /// finds its own pending entries again, and distinct from every other process reading
-    /// with the same group.
+    /// with the same group. A pipeline with several producers reads as `<name>` (producer 0)
+    /// and `<name>-<i>` (producer `i`): see [`RedisSourceFactory`](crate::RedisSourceFactory).
     pub fn consumer(mut self, name: impl Into<String>) -> Self {
         self.consumer = name.into();
         self

@@ -27,7 +27,8 @@ use crate::reader::{Batch, Reader};
 
 /// Reads Redis streams as a member of a consumer group and emits each entry as a
 /// [`Message<Entry>`] carrying [`RedisMetadata`] (also its
-/// [`Origin`](ferroway::pipeline::Origin)); a pipeline producer.
+/// [`Origin`](ferroway::pipeline::Origin)): one pipeline producer. A pipeline gets them from
+/// [`RedisSource::factory`].
 ///
 /// - It reads only as many entries as the pipeline demands (`XREADGROUP … COUNT`).
 /// - On start it first re-reads this consumer's own pending entries — delivered before a crash
@@ -74,9 +75,8 @@ use crate::reader::{Batch, Reader};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let opts = SourceOptions::new("redis://127.0.0.1:6379", "printers", ["events"]);
-/// opts.validate()?;
 /// let pipeline = Pipeline::builder("print", Print)
-///     .producer(move || RedisSource::new(opts.clone()).expect("validated"))
+///     .source(RedisSource::factory(opts)?)
 ///     .start()
 ///     .await?;
 /// pipeline.run_until(ferroway::shutdown_signal()).await?;

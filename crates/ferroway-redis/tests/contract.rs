@@ -16,14 +16,25 @@ use tokio::sync::mpsc;
 
 type Entries = Vec<(String, Vec<(String, String)>)>;
 
+/// Every entry of `stream`, read in pages (one reply for tens of thousands of entries would
+/// outlast the client's reply timeout).
 async fn xrange(c: &mut redis::aio::MultiplexedConnection, stream: &str) -> Entries {
-    redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(c)
-        .await
-        .unwrap()
+    let mut all: Entries = Vec::new();
+    let mut from = "-".to_owned();
+    loop {
+        let page: Entries = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(&from)
+            .arg("+")
+            .arg("COUNT")
+            .arg(2_000)
+            .query_async(c)
+            .await
+            .unwrap();
+        let Some((last, _)) = page.last() else { return all };
+        from = format!("({last}");
+        all.extend(page);
+    }
 }
 
 async fn xlen(c: &mut redis::aio::MultiplexedConnection, stream: &str) -> u64 {
@@ -75,8 +86,8 @@ async fn a_stream_is_copied_to_another_every_entry_once_and_stop_leaves_nothing_
             let mut c = redis().await;
             let mut n = 0;
             while writing.load(Ordering::Acquire) {
-                xadd_n(&mut c, &a, n, n + 50).await;
-                n += 50;
+                xadd_n(&mut c, &a, n, n + 20).await;
+                n += 20;
                 added.store(n, Ordering::Release);
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }

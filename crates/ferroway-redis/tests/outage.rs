@@ -6,28 +6,13 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ferroway::BoxError;
+use ferroway::connector::{Record, Sink};
 use ferroway::error::is_unavailable;
 use ferroway::pipeline::testing::{Outcome, TestProducer};
-use ferroway::pipeline::{BatchInfo, Batcher, Handler, Message, Pipeline, Processors};
+use ferroway::pipeline::{Batcher, Forward, Message, Pipeline, Processors};
 use ferroway_redis::{Entry, RedisSink, RedisSource, SinkOptions, SourceOptions};
-use support::{Record, RedisServer, pending_count, xadd_n};
+use support::{Recorder, RedisServer, pending_count, xadd_n};
 use tokio::sync::mpsc;
-
-struct Forward(RedisSink);
-
-impl Handler for Forward {
-    type Data = u64;
-    async fn handle_message(&self, _: &mut Message<u64>) -> Result<(), BoxError> {
-        Ok(())
-    }
-    async fn handle_batch(&self, batch: &mut [Message<u64>], _: &BatchInfo) -> Result<(), BoxError> {
-        self.0
-            .send(batch, |m| vec![("n".to_owned(), m.data().to_string().into_bytes())])
-            .await?;
-        Ok(())
-    }
-}
 
 async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -49,10 +34,11 @@ async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 async fn a_sink_whose_redis_is_down_for_30_s_loses_nothing_and_dead_letters_nothing() {
     let mut server = RedisServer::start();
     let sink = RedisSink::new(SinkOptions::new(server.url(), "out")).unwrap();
-    let (dead_tx, mut dead_rx) = mpsc::channel::<Message<u64>>(1_000);
-    let p = Pipeline::builder("sink-outage", Forward(sink))
+    let (dead_tx, mut dead_rx) = mpsc::channel::<Message<String>>(1_000);
+    let p = Pipeline::builder("sink-outage", Forward::new())
         .producer(TestProducer::new)
-        .batcher(
+        .sink(
+            sink,
             Batcher::new("out")
                 .batch_size(50)
                 .batch_timeout(Duration::from_millis(20)),
@@ -61,12 +47,13 @@ async fn a_sink_whose_redis_is_down_for_30_s_loses_nothing_and_dead_letters_noth
         .start()
         .await
         .unwrap();
-    let before = p.push_messages(0..500).outcomes().await;
+    let numbers = |r: std::ops::Range<u64>| r.map(|n| n.to_string());
+    let before = p.push_messages(numbers(0..500)).outcomes().await;
     assert!(before.iter().all(|o| *o == Outcome::Successful));
 
     server.kill();
     // Panics if a message is acknowledged twice.
-    let during = tokio::spawn(p.push_messages(500..1_000).outcomes());
+    let during = tokio::spawn(p.push_messages(numbers(500..1_000)).outcomes());
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(!during.is_finished(), "messages were acknowledged while Redis was down");
     server.restart();
@@ -104,6 +91,11 @@ async fn a_sink_reports_an_outage_as_unavailable_and_a_refused_entry_as_its_own_
     assert!(is_unavailable(&e), "{e}");
     let shown = ferroway::error::Chain(&e).to_string();
     assert!(shown.contains(&server.url()), "{shown}");
+    // The same through the connector contract, no message marked.
+    let mut records = vec![Message::new(Record::new("1"))];
+    let e = Sink::write(&sink, &mut records).await.unwrap_err();
+    assert!(is_unavailable(&*e), "{e}");
+    assert!(!records[0].is_failed());
 
     server.restart();
     let mut c = connect(&server.url()).await;
@@ -120,6 +112,9 @@ async fn a_sink_reports_an_outage_as_unavailable_and_a_refused_entry_as_its_own_
         .await
         .unwrap();
     assert!(batch[0].failure().is_some_and(|f| f.contains("WRONGTYPE")));
+    let mut records = vec![Message::new(Record::new("1"))];
+    Sink::write(&wrong, &mut records).await.unwrap();
+    assert!(records[0].failure().is_some_and(|f| f.contains("WRONGTYPE")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,18 +122,18 @@ async fn a_source_whose_redis_goes_away_pauses_and_fails_nothing() {
     let mut server = RedisServer::start();
     let mut c = connect(&server.url()).await;
     xadd_n(&mut c, "in", 0, 300).await;
-    let rec = Record::default();
+    let rec = Recorder::default();
     let (dead_tx, mut dead_rx) = mpsc::channel::<Message<Entry>>(1_000);
     // Default options.
     let o = SourceOptions::new(server.url(), "g", ["in"]).consumer("paused");
     let p = Pipeline::builder("source-outage", rec.clone())
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .processors(Processors::new().concurrency(2))
         .dead_letter(dead_tx)
         .start()
         .await
         .unwrap();
-    let unique = |rec: &Record| rec.numbers().into_iter().collect::<HashSet<_>>().len();
+    let unique = |rec: &Recorder| rec.numbers().into_iter().collect::<HashSet<_>>().len();
     wait_for("first entries", Duration::from_secs(10), || unique(&rec) >= 300).await;
 
     server.kill();

@@ -11,7 +11,7 @@ use ferroway::BoxError;
 use ferroway::pipeline::{Handler, Message, Pipeline, Processors};
 use ferroway::stage::{Emit, Producer};
 use ferroway_redis::{ClaimOptions, Entry, OnFailed, RedisSource, SourceOptions, StartId};
-use support::{Record, delete, group_read_as, pending_count, redis, unique, url, xadd_n};
+use support::{Recorder, delete, group_read_as, pending_count, redis, unique, url, xadd_n};
 use tokio::sync::mpsc;
 
 fn opts(group: &str, stream: &str, consumer: &str) -> SourceOptions {
@@ -35,10 +35,10 @@ async fn round_trip_reads_every_entry_with_metadata_and_acks_all_on_stop() {
     let mut c = redis().await;
     let stream = unique("roundtrip");
     xadd_n(&mut c, &stream, 0, 500).await;
-    let rec = Record::default();
+    let rec = Recorder::default();
     let o = opts("g", &stream, "c1");
     let p = Pipeline::builder("redis-roundtrip", rec.clone())
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .processors(Processors::new().concurrency(2))
         .start()
         .await
@@ -62,11 +62,11 @@ async fn round_trip_reads_every_entry_with_metadata_and_acks_all_on_stop() {
 async fn two_consumers_in_one_group_share_the_work_without_overlap() {
     let mut c = redis().await;
     let stream = unique("share");
-    let (a, b) = (Record::default(), Record::default());
-    let start = |name: &'static str, rec: Record| {
+    let (a, b) = (Recorder::default(), Recorder::default());
+    let start = |name: &'static str, rec: Recorder| {
         let o = opts("g", &stream, name).create_group(StartId::Beginning);
         Pipeline::builder(name, rec)
-            .producer(move || RedisSource::new(o.clone()).unwrap())
+            .source(RedisSource::factory(o).unwrap())
             .start()
     };
     let pa = start("a", a.clone()).await.unwrap();
@@ -99,10 +99,10 @@ async fn restart_reprocesses_own_pending_entries_first() {
     // A consumer that read entries and died before acknowledging them.
     group_read_as(&mut c, &stream, "g", "worker", Some(20)).await;
     assert_eq!(pending_count(&mut c, &stream, "g").await, 20);
-    let rec = Record::default();
+    let rec = Recorder::default();
     let o = opts("g", &stream, "worker");
     let p = Pipeline::builder("pel", rec.clone())
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .processors(Processors::new().concurrency(1))
         .start()
         .await
@@ -149,7 +149,7 @@ async fn idle_entries_of_a_dead_consumer_are_claimed_and_a_delivery_limit_dead_l
             .await
             .unwrap();
     }
-    let rec = Record::default();
+    let rec = Recorder::default();
     let (dlq_tx, mut dlq_rx) = mpsc::channel::<Message<Entry>>(16);
     let o = opts("g", &stream, "alive").claim(ClaimOptions {
         min_idle: Duration::from_millis(200),
@@ -157,7 +157,7 @@ async fn idle_entries_of_a_dead_consumer_are_claimed_and_a_delivery_limit_dead_l
         max_deliveries: 3,
     });
     let p = Pipeline::builder("claim", rec.clone())
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .dead_letter(dlq_tx)
         .start()
         .await
@@ -196,10 +196,10 @@ async fn failed_entries_stay_pending_by_default_or_are_acked_when_configured() {
     for (on_failed, expect_pending) in [(OnFailed::LeavePending, 5), (OnFailed::Ack, 0)] {
         let stream = unique("failed");
         xadd_n(&mut c, &stream, 0, 50).await;
-        let rec = Record::failing(|n| n % 10 == 0);
+        let rec = Recorder::failing(|n| n % 10 == 0);
         let o = opts("g", &stream, "c").on_failed(on_failed).claim(None);
         let p = Pipeline::builder("failed", rec.clone())
-            .producer(move || RedisSource::new(o.clone()).unwrap())
+            .source(RedisSource::factory(o).unwrap())
             .start()
             .await
             .unwrap();
@@ -219,10 +219,10 @@ async fn a_killed_connection_is_reestablished_and_nothing_is_lost() {
     let mut c = redis().await;
     let stream = unique("kill");
     let consumer = format!("killed-{:x}", fastrand::u32(..));
-    let rec = Record::default();
+    let rec = Recorder::default();
     let o = opts("g", &stream, &consumer);
     let p = Pipeline::builder("kill", rec.clone())
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .processors(Processors::new().concurrency(2))
         .start()
         .await
@@ -296,7 +296,7 @@ async fn claimed_entries_of_a_dead_consumer_are_each_processed_exactly_once() {
     xadd_n(&mut c, &stream, 0, 200).await;
     group_read_as(&mut c, &stream, "g", "dead", None).await;
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let rec = Record::default();
+    let rec = Recorder::default();
     let o = opts("g", &stream, "alive").claim(ClaimOptions {
         min_idle: Duration::from_millis(200),
         interval: Duration::from_millis(100),
@@ -305,7 +305,7 @@ async fn claimed_entries_of_a_dead_consumer_are_each_processed_exactly_once() {
     // Slow enough that claimed entries are still in flight when the source reads again.
     let slow = Slow(rec.clone(), Duration::from_millis(2));
     let p = Pipeline::builder("claim-once", slow)
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .processors(Processors::new().concurrency(2))
         .start()
         .await
@@ -325,7 +325,7 @@ async fn claimed_entries_of_a_dead_consumer_are_each_processed_exactly_once() {
 }
 
 /// Records, then takes its time.
-struct Slow(Record, Duration);
+struct Slow(Recorder, Duration);
 
 impl Handler for Slow {
     type Data = Entry;
@@ -339,7 +339,7 @@ impl Handler for Slow {
 /// Holds every message until released.
 #[derive(Clone, Default)]
 struct Held {
-    rec: Record,
+    rec: Recorder,
     released: Arc<AtomicBool>,
 }
 
@@ -365,7 +365,7 @@ async fn an_entry_in_flight_is_not_read_again_by_a_source_with_the_same_consumer
     let o = opts("g", &stream, "same");
     let first = o.clone();
     let p = Pipeline::builder("same-name", held.clone())
-        .producer(move || RedisSource::new(first.clone()).unwrap())
+        .source(RedisSource::factory(first).unwrap())
         .processors(Processors::new().concurrency(2).max_demand(10))
         .start()
         .await
@@ -402,9 +402,9 @@ async fn an_idle_source_with_default_options_keeps_its_connection() {
     let stream = unique("idle");
     let consumer = format!("idle-{:08x}", fastrand::u32(..));
     let o = SourceOptions::new(url(), "g", [&stream]).consumer(&consumer);
-    let rec = Record::default();
+    let rec = Recorder::default();
     let p = Pipeline::builder("idle", rec.clone())
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .start()
         .await
         .unwrap();
@@ -433,7 +433,7 @@ async fn a_graceful_stop_with_default_options_leaves_nothing_pending_while_entri
     let mut c = redis().await;
     let stream = unique("stop");
     let consumer = format!("stopper-{:08x}", fastrand::u32(..));
-    let rec = Record::default();
+    let rec = Recorder::default();
     let writing = Arc::new(AtomicBool::new(true));
     let added = Arc::new(AtomicU64::new(0));
     let writer = tokio::spawn({
@@ -452,7 +452,7 @@ async fn a_graceful_stop_with_default_options_leaves_nothing_pending_while_entri
     for round in 0..5 {
         let o = SourceOptions::new(url(), "g", [&stream]).consumer(&consumer);
         let p = Pipeline::builder("stop", rec.clone())
-            .producer(move || RedisSource::new(o.clone()).unwrap())
+            .source(RedisSource::factory(o).unwrap())
             .processors(Processors::new().concurrency(2))
             .start()
             .await
@@ -472,7 +472,7 @@ async fn a_graceful_stop_with_default_options_leaves_nothing_pending_while_entri
     // The rest, by a last run.
     let o = SourceOptions::new(url(), "g", [&stream]).consumer(&consumer);
     let p = Pipeline::builder("stop", rec.clone())
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .start()
         .await
         .unwrap();
@@ -498,10 +498,10 @@ async fn the_default_consumer_name_is_stable_so_a_restart_finds_its_own_pending_
             .block(Duration::from_millis(100))
             .claim(None)
     };
-    let first = Record::failing(|n| n == 3);
+    let first = Recorder::failing(|n| n == 3);
     let o = opts(&stream);
     let p = Pipeline::builder("default-name-1", first.clone())
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .start()
         .await
         .unwrap();
@@ -513,10 +513,10 @@ async fn the_default_consumer_name_is_stable_so_a_restart_finds_its_own_pending_
         "entry 3 failed and stays pending"
     );
 
-    let second = Record::default();
+    let second = Recorder::default();
     let o = opts(&stream);
     let p = Pipeline::builder("default-name-2", second.clone())
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .start()
         .await
         .unwrap();
@@ -540,15 +540,15 @@ fn the_default_consumer_name_is_the_host_name() {
 async fn a_clean_stop_leaves_the_group_unless_entries_stay_pending() {
     let mut c = redis().await;
     let stream = unique("leave");
-    let run = |rec: Record| {
+    let run = |rec: Recorder| {
         let o = opts("g", &stream, "leaver").claim(None);
         Pipeline::builder("leave", rec)
-            .producer(move || RedisSource::new(o.clone()).unwrap())
+            .source(RedisSource::factory(o).unwrap())
             .start()
     };
     // Everything processed: the consumer leaves.
     xadd_n(&mut c, &stream, 0, 50).await;
-    let rec = Record::default();
+    let rec = Recorder::default();
     let p = run(rec.clone()).await.unwrap();
     wait_for(|| rec.numbers().len() >= 50).await;
     assert_eq!(support::consumers(&mut c, &stream, "g").await, ["leaver"]);
@@ -565,14 +565,14 @@ async fn a_clean_stop_leaves_the_group_unless_entries_stay_pending() {
         .query_async(&mut c)
         .await
         .unwrap();
-    let p = run(Record::default()).await.unwrap();
+    let p = run(Recorder::default()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     p.stop().await.unwrap();
     assert!(support::consumers(&mut c, &stream, "g").await.is_empty());
 
     // A failed entry stays pending: the consumer stays, to find it on restart.
     xadd_n(&mut c, &stream, 50, 60).await;
-    let rec = Record::failing(|n| n == 55);
+    let rec = Recorder::failing(|n| n == 55);
     let p = run(rec.clone()).await.unwrap();
     wait_for(|| rec.numbers().len() >= 10).await;
     p.stop().await.unwrap();

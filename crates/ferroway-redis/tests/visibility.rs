@@ -13,22 +13,67 @@ use ferroway::pipeline::Pipeline;
 use ferroway::resilience::Backoff;
 use ferroway::stage::Producer;
 use ferroway_redis::{Entry, OptionsError, RedisSource, SinkOptions, SourceOptions};
-use support::{Record, delete, redis, unique, url, xadd_n};
+use support::{Recorder, delete, redis, unique, url, xadd_n};
 
 /// Everything logged while the guard lives, on this thread (tests here run on a
 /// current-thread runtime, so the source's tasks log here too).
+///
+/// One global subscriber routes each thread's events to that thread's capture. A subscriber
+/// per test (`set_default`) is not enough: tracing caches whether a call site is enabled when
+/// it is first hit, and a test without a subscriber that hits a call site while another test
+/// installs its own can leave it cached as disabled for every thread. So every test of this
+/// file calls [`init`] first: the global subscriber exists before any call site is hit.
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
 
-impl Logs {
-    fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let logs = self.clone();
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs the routing subscriber, once, before anything in this test binary logs.
+fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_env_filter("ferroway=info,ferroway_redis=info")
-            .with_writer(move || logs.clone())
+            .with_writer(|| ThisThread)
             .finish();
-        tracing::subscriber::set_default(subscriber)
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+    });
+}
+
+/// Writes to the capture of the thread it runs on, if any.
+struct ThisThread;
+
+impl Write for ThisThread {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some(logs) = &*c.borrow() {
+                logs.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Stops capturing on drop.
+struct Capturing;
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+impl Logs {
+    fn capture(&self) -> Capturing {
+        init();
+        CAPTURE.with(|c| *c.borrow_mut() = Some(self.clone()));
+        Capturing
     }
 
     fn text(&self) -> String {
@@ -40,16 +85,6 @@ impl Logs {
             .lines()
             .filter(|l| l.contains(level) && l.contains(containing))
             .count()
-    }
-}
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -65,6 +100,7 @@ async fn wait_for(mut f: impl FnMut() -> bool) {
 
 #[test]
 fn a_url_without_a_scheme_is_refused_at_validation_saying_so() {
+    init();
     for url in ["127.0.0.1:6379", "app:hunter2@cache:6379", "http://cache:6379"] {
         let e = SourceOptions::new(url, "g", ["s"]).validate().unwrap_err();
         assert!(matches!(e, OptionsError::UrlScheme { .. }), "{url}: {e:?}");
@@ -83,6 +119,7 @@ fn a_url_without_a_scheme_is_refused_at_validation_saying_so() {
 
 #[tokio::test]
 async fn a_source_that_gives_up_reconnecting_says_why() {
+    init();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -115,6 +152,7 @@ impl ferroway::pipeline::Handler for Nothing {
 
 #[tokio::test]
 async fn a_pipeline_whose_redis_never_answers_with_default_reconnects_returns_the_error() {
+    init();
     // A wrong port, the default reconnect policy (never gives up): without a connect
     // timeout this pipeline waits silently for ever.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -125,7 +163,7 @@ async fn a_pipeline_whose_redis_never_answers_with_default_reconnects_returns_th
     let o = SourceOptions::new(format!("redis://127.0.0.1:{port}"), "g", ["s"]).connect_timeout(Duration::from_secs(2));
     let started = std::time::Instant::now();
     let p = Pipeline::builder("wrong-port", Nothing)
-        .producer(move || RedisSource::new(o.clone()).expect("valid options"))
+        .source(RedisSource::factory(o).unwrap())
         .start()
         .await
         .unwrap();
@@ -145,15 +183,16 @@ async fn a_pipeline_whose_redis_never_answers_with_default_reconnects_returns_th
 
 #[tokio::test(flavor = "current_thread")]
 async fn startup_is_logged_and_secrets_are_not() {
+    init();
     let logs = Logs::default();
     let _guard = logs.capture();
     let mut c = redis().await;
     let stream = unique("logs");
     xadd_n(&mut c, &stream, 0, 5).await;
-    let rec = Record::default();
+    let rec = Recorder::default();
     let o = SourceOptions::new(url(), "g", [&stream]).consumer("logged");
     let p = Pipeline::builder("logs", rec.clone())
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .start()
         .await
         .unwrap();
@@ -177,15 +216,16 @@ async fn startup_is_logged_and_secrets_are_not() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_warning_repeated_by_every_lost_connection_is_logged_once() {
+    init();
     let logs = Logs::default();
     let _guard = logs.capture();
     let mut c = redis().await;
     let stream = unique("throttle");
     let consumer = format!("throttled-{:08x}", fastrand::u32(..));
-    let rec = Record::default();
+    let rec = Recorder::default();
     let o = SourceOptions::new(url(), "g", [&stream]).consumer(&consumer);
     let p = Pipeline::builder("throttle", rec.clone())
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .start()
         .await
         .unwrap();
@@ -218,6 +258,7 @@ async fn a_warning_repeated_by_every_lost_connection_is_logged_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_name_the_stream_and_entry_and_show_the_fields_as_json() {
+    init();
     let mut c = redis().await;
     let stream = unique("dead-letter");
     xadd_n(&mut c, &stream, 0, 5).await;
@@ -230,12 +271,12 @@ async fn dead_letters_name_the_stream_and_entry_and_show_the_fields_as_json() {
         .unwrap();
     let path = std::env::temp_dir().join(format!("{stream}.dead.ndjson"));
     let sink = FileSink::open(&path, FileSinkOptions::new()).await.unwrap();
-    let rec = Record::failing(|n| n == 3);
+    let rec = Recorder::failing(|n| n == 3);
     let o = SourceOptions::new(url(), "g", [&stream])
         .consumer("dead")
         .block(Duration::from_millis(100));
     let p = Pipeline::builder("dead-letter", rec.clone())
-        .producer(move || RedisSource::new(o.clone()).unwrap())
+        .source(RedisSource::factory(o).unwrap())
         .dead_letter(DeadLetterWriter::new(sink, |e: &Entry| e.to_json().into_bytes()))
         .start()
         .await

@@ -1,5 +1,6 @@
-//! The pipeline the crash tests kill: a Redis source -> a batch handler appending each entry's
-//! `n` to a file and fsyncing it before the batch is acknowledged. SIGTERM drains gracefully.
+//! The pipeline the crash tests kill: a Redis source (records whose payload is the entry's `n`)
+//! -> a file sink appending each payload as a line, fsynced before the batch is acknowledged.
+//! SIGTERM drains gracefully.
 //!
 //! Usage: ferroway-redis-crash-child URL STREAM GROUP CONSUMER OUT_FILE [POISON DEAD_LETTERS]
 //!
@@ -11,39 +12,21 @@ use std::io::Write;
 use std::time::Duration;
 
 use ferroway::BoxError;
-use ferroway::connector::DeadLetterWriter;
+use ferroway::connector::Record;
 use ferroway::connector::file::{FileSink, FileSinkOptions};
-use ferroway::pipeline::{BatchInfo, Batcher, Handler, Message, Pipeline, Processors};
-use ferroway_redis::{ClaimOptions, Entry, RedisSource, SourceOptions};
+use ferroway::pipeline::{Batcher, Handler, Message, Pipeline, Processors};
+use ferroway_redis::{ClaimOptions, RedisSource, SourceOptions};
 
-struct Record {
-    out: std::path::PathBuf,
-    poison: Option<u64>,
-}
+/// Passes every record on to the file sink, but aborts the process on the poison entry.
+struct Poison(Option<u64>);
 
-impl Handler for Record {
-    type Data = Entry;
-    async fn handle_message(&self, m: &mut Message<Entry>) -> Result<(), BoxError> {
-        let n = m.data().get_str("n").ok_or("entry without n")?.parse::<u64>()?;
-        if Some(n) == self.poison {
+impl Handler for Poison {
+    type Data = Record;
+    async fn handle_message(&self, m: &mut Message<Record>) -> Result<(), BoxError> {
+        let n: u64 = std::str::from_utf8(&m.data().payload)?.parse()?;
+        if Some(n) == self.0 {
             std::process::abort();
         }
-        Ok(())
-    }
-    async fn handle_batch(&self, batch: &mut [Message<Entry>], _: &BatchInfo) -> Result<(), BoxError> {
-        let mut out = String::new();
-        for m in batch.iter() {
-            out.push_str(m.data().get_str("n").unwrap_or("?"));
-            out.push('\n');
-        }
-        let path = self.out.clone();
-        // Durable before acknowledged: that is what makes the crash test's promise hold.
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-            f.write_all(out.as_bytes())?;
-            f.sync_data()
-        })
-        .await??;
         Ok(())
     }
 }
@@ -70,32 +53,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         [url, stream, group, consumer, out, poison, dead] => (url, stream, group, consumer, out, Some((poison, dead))),
         _ => return Err("usage: URL STREAM GROUP CONSUMER OUT_FILE [POISON DEAD_LETTERS]".into()),
     };
+    // The record's payload is the entry's `n`: the file gets one number per line.
     let opts = SourceOptions::new(url.as_str(), group.as_str(), [stream.as_str()])
         .consumer(consumer.as_str())
         .block(Duration::from_millis(100))
+        .payload_field("n")
         .claim(ClaimOptions {
             min_idle: Duration::from_secs(30),
             max_deliveries: if poison.is_some() { 3 } else { 5 },
             ..Default::default()
         });
-    opts.validate()?;
+    let source = RedisSource::factory(opts)?.records();
     repair(std::path::Path::new(out))?;
-    let handler = Record {
-        out: out.into(),
-        poison: poison.map(|(n, _)| n.parse()).transpose()?,
-    };
-    let mut pipeline = Pipeline::builder("crash-child", handler);
+    // fsynced before the batch is acknowledged: what makes the crash test's promise hold.
+    let sink = FileSink::open(out, FileSinkOptions::new()).await?;
+    let mut pipeline = Pipeline::builder("crash-child", Poison(poison.map(|(n, _)| n.parse()).transpose()?));
     if let Some((_, dead)) = poison {
-        let sink = FileSink::open(dead, FileSinkOptions::new()).await?;
-        // The record keeps the entry's `n` as its data.
-        pipeline = pipeline.dead_letter(DeadLetterWriter::new(sink, |e: &Entry| {
-            e.get("n").unwrap_or_default().to_vec()
-        }));
+        // Each dead letter a JSON record whose `data` is the entry's `n`.
+        pipeline = pipeline.dead_letter(FileSink::open(dead, FileSinkOptions::new()).await?);
     }
     let pipeline = pipeline
-        .producer(move || RedisSource::new(opts.clone()).expect("validated"))
+        .source(source)
         .processors(Processors::new().concurrency(2).max_demand(100))
-        .batcher(
+        .sink(
+            sink,
             Batcher::new("file")
                 .max_demand(100)
                 .batch_size(50)

@@ -94,14 +94,14 @@ pub fn n_of(e: &Entry) -> u64 {
 
 /// Records every entry it handles, with its metadata; fails those listed in `fail`.
 #[derive(Clone)]
-pub struct Record {
+pub struct Recorder {
     pub seen: Arc<Mutex<Vec<(u64, RedisMetadata)>>>,
     pub fail: Arc<dyn Fn(u64) -> bool + Send + Sync>,
 }
 
-impl Record {
+impl Recorder {
     pub fn failing(f: impl Fn(u64) -> bool + Send + Sync + 'static) -> Self {
-        Record {
+        Recorder {
             seen: Arc::default(),
             fail: Arc::new(f),
         }
@@ -111,13 +111,13 @@ impl Record {
     }
 }
 
-impl Default for Record {
+impl Default for Recorder {
     fn default() -> Self {
-        Record::failing(|_| false)
+        Recorder::failing(|_| false)
     }
 }
 
-impl Handler for Record {
+impl Handler for Recorder {
     type Data = Entry;
     async fn handle_message(&self, m: &mut Message<Entry>) -> Result<(), BoxError> {
         let n = n_of(m.data());
