@@ -347,7 +347,23 @@ impl CrashTest {
             }
             if child.started.elapsed() > self.deadline {
                 child.kill();
-                return Err(fail(format!("final run: not finished within {:?}", self.deadline)));
+                // Lost or merely slow? Say which ids never arrived.
+                let missing = subject
+                    .record()
+                    .ok()
+                    .and_then(|ids| check(&ids, self.messages).ok())
+                    .map_or_else(String::new, |c| {
+                        let shown: Vec<_> = c.missing.iter().take(10).collect();
+                        format!(
+                            ": {} of {} ids still missing, e.g. {shown:?}",
+                            c.missing.len(),
+                            self.messages
+                        )
+                    });
+                return Err(fail(format!(
+                    "final run: not finished within {:?}{missing}",
+                    self.deadline
+                )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
