@@ -24,7 +24,7 @@ use crate::report::Report;
 const TARGET_BYTES: u64 = 200_000_000;
 
 /// The input file; generated once (deterministically) and kept for later runs.
-fn input(dir: &Path) -> std::io::Result<(PathBuf, u64)> {
+pub(crate) fn input(dir: &Path) -> std::io::Result<(PathBuf, u64)> {
     let path = dir.join("input-200mb.ndjson");
     let count_lines = |p: &Path| -> std::io::Result<u64> {
         let mut n = 0;

@@ -1,6 +1,7 @@
 //! `ferroway-bench WORKLOAD`: runs a benchmark workload and prints one JSON line per measured
 //! thing on stdout (the contract in `shared/bench/README.md`). Progress goes to stderr.
 
+mod cli;
 mod file;
 mod kafka;
 mod pipeline;
@@ -20,6 +21,9 @@ const WORKLOADS: &[&str] = &[
     "file",
     "kafka",
     "kafka-sink",
+    // Last: `ferroway run` installs the process's metrics recorder.
+    "cli-file",
+    "cli-transform",
 ];
 
 fn main() -> ExitCode {
@@ -55,6 +59,8 @@ fn main() -> ExitCode {
             "file" => vec![rt.block_on(file::run())],
             "kafka" => rt.block_on(kafka::run_source()),
             "kafka-sink" => rt.block_on(kafka::run_sink()),
+            "cli-file" => vec![rt.block_on(cli::run_file())],
+            "cli-transform" => vec![rt.block_on(cli::run_transform())],
             _ => unreachable!("listed in WORKLOADS"),
         };
         for r in reports {

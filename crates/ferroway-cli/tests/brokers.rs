@@ -1,0 +1,344 @@
+//! `ferroway run` against the real servers: Redis stream → Kafka topic, Kafka topic → file,
+//! kill -9 and SIGTERM of the process (ferroway-testkit), and two processes sharing a group.
+//! Needs Redis on 127.0.0.1:6379 and a Kafka-API broker on 127.0.0.1:9092
+//! (`./scripts/test` starts them).
+
+#[path = "../../ferroway-kafka/tests/common/mod.rs"]
+mod kafka;
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use ferroway_testkit::{BoxError, CrashTest, Finish, Stop, Subject, count_lines, read_id_lines};
+use support::*;
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A Kafka source table for the test broker, with the short timeouts tests want.
+fn kafka_source(topic: &str, group: &str) -> String {
+    format!(
+        r#"[sources.in]
+type = "kafka"
+bootstrap_servers = "{}"
+topic = "{topic}"
+group_id = "{group}"
+commit_interval = "100ms"
+session_timeout = "6s"
+heartbeat_interval = "500ms"
+"#,
+        kafka::BROKER
+    )
+}
+
+#[test]
+fn redis_stream_to_kafka_topic_record_by_record() {
+    require_redis();
+    kafka::require_broker();
+    let (stream, group, topic) = (unique("cli-orders"), unique("cli-g"), unique("cli-orders"));
+    let n = 500usize;
+    let mut c = redis::Client::open(REDIS).unwrap().get_connection().unwrap();
+    for i in 0..n {
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("order")
+            .arg(i)
+            .arg("customer")
+            .arg(format!("c{}", i % 7))
+            .query(&mut c)
+            .unwrap();
+    }
+    block_on(kafka::create_topic(&topic, 2));
+    let dir = Scratch::new("redis-kafka");
+    let file = dir.write(
+        "copy.toml",
+        &format!(
+            r#"
+[sources.orders]
+type = "redis"
+url = "{REDIS}"
+stream = "{stream}"
+group = "{group}"
+key_field = "customer"
+
+[[steps]]
+map = '{{order: (.order | tonumber), customer}}'
+
+[sinks.kafka]
+type = "kafka"
+bootstrap_servers = "{}"
+topic = "{topic}"
+batch_size = 100
+"#,
+            kafka::BROKER
+        ),
+    );
+    let child = ferroway(&dir.0)
+        .args(["run", "--progress", "off", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let records = kafka::read_records(&topic, 2, n, 90);
+    signal(child.id(), "TERM");
+    let out = wait_output(child, 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let mut seen = BTreeMap::new();
+    for r in &records {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        let order = v["order"].as_u64().unwrap() as usize;
+        let customer = format!("c{}", order % 7);
+        assert_eq!(v["customer"], customer.as_str(), "{v}");
+        assert_eq!(
+            r.key.as_deref(),
+            Some(customer.as_bytes()),
+            "the entry's key_field is the record key"
+        );
+        *seen.entry(order).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), n, "every entry reached the topic");
+    assert!(seen.values().all(|&c| c == 1), "no entry twice");
+    // Every entry was XACKed once Kafka had it.
+    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg(&stream)
+        .arg(&group)
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query(&mut c)
+        .unwrap();
+    assert!(pending.is_empty(), "entries left pending: {pending:?}");
+    let _: () = redis::cmd("DEL").arg(&stream).query(&mut c).unwrap();
+}
+
+#[test]
+fn kafka_topic_to_file_record_by_record_with_offsets_committed_at_sigterm() {
+    kafka::require_broker();
+    let (topic, group) = (unique("cli-in"), unique("cli-g"));
+    let n = 3_000usize;
+    block_on(async {
+        kafka::create_topic(&topic, 3).await;
+        kafka::produce(&topic, 3, (0..n).map(|i| format!(r#"{{"n":{i}}}"#))).await;
+    });
+    let dir = Scratch::new("kafka-file");
+    let file = dir.write(
+        "dump.toml",
+        &format!(
+            "{}\n[sinks.out]\ntype = \"file\"\npath = \"out.ndjson\"\nbatch_size = 200\n",
+            kafka_source(&topic, &group)
+        ),
+    );
+    let child = ferroway(&dir.0)
+        .args(["run", "--progress", "off", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(90, "every record in the file", || dir.lines("out.ndjson").len() >= n);
+    signal(child.id(), "TERM");
+    let out = wait_output(child, 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = dir.lines("out.ndjson");
+    assert_eq!(lines.len(), n, "each record once");
+    let got: HashSet<String> = lines.into_iter().collect();
+    let expected: HashSet<String> = (0..n).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
+    assert_eq!(got, expected);
+    // The drain committed everything: each partition's committed offset is its end.
+    let committed = kafka::committed(&group, &topic, 3);
+    assert_eq!(committed.iter().sum::<i64>(), n as i64, "{committed:?}");
+}
+
+/// A Kafka topic of ids read by `ferroway run` into an fsynced file.
+struct Pipeline {
+    dir: Scratch,
+    topic: String,
+    file: PathBuf,
+}
+
+impl Pipeline {
+    fn new(name: &str) -> Self {
+        kafka::require_broker();
+        let dir = Scratch::new(name);
+        let (topic, group) = (unique(name), unique(&format!("{name}-g")));
+        let file = dir.write(
+            "crash.toml",
+            &format!(
+                "rate_limit = {{ messages = 1000, per = \"1s\" }}\n{}\n[processors]\nconcurrency = 2\nmax_demand = 50\n\n[sinks.out]\ntype = \"file\"\npath = \"out.txt\"\nbatch_size = 20\nbatch_timeout = \"50ms\"\n",
+                kafka_source(&topic, &group)
+            ),
+        );
+        Pipeline { dir, topic, file }
+    }
+}
+
+impl Subject for Pipeline {
+    fn command(&mut self) -> Command {
+        let mut c = ferroway(&self.dir.0);
+        c.args(["run", "--progress", "off"]).arg(&self.file);
+        c
+    }
+
+    fn feed(&mut self, n: u64) -> Result<(), BoxError> {
+        block_on(async {
+            kafka::create_topic(&self.topic, 3).await;
+            kafka::produce(&self.topic, 3, (1..=n).map(|i| i.to_string())).await;
+        });
+        Ok(())
+    }
+
+    fn record(&mut self) -> Result<Vec<u64>, BoxError> {
+        read_id_lines(&self.dir.path("out.txt"))
+    }
+
+    fn progress(&mut self) -> Result<u64, BoxError> {
+        count_lines(&self.dir.path("out.txt"))
+    }
+}
+
+/// Per kill: what was written but not yet committed — a commit interval (100 ms) of
+/// acknowledged records at the rate limit (1,000/s) plus what the pipeline holds (2
+/// processors x 50 demand, batches of 20) — with a wide margin.
+const DUPLICATES_PER_KILL: u64 = 1_000;
+
+#[test]
+fn kill_9_five_times_loses_nothing_and_bounds_duplicates() {
+    let report = CrashTest::new("cli-kafka-sigkill")
+        .messages(5_000)
+        .kills(5)
+        .stop(Stop::Kill)
+        .finish(Finish::WhenComplete)
+        .ready_line(None)
+        .deadline(std::time::Duration::from_secs(240))
+        .max_duplicates(5 * DUPLICATES_PER_KILL)
+        .run(&mut Pipeline::new("cli-kill"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{report}");
+}
+
+#[test]
+fn sigterm_drains_so_restarts_see_no_duplicates() {
+    let report = CrashTest::new("cli-kafka-sigterm")
+        .messages(3_000)
+        .kills(2)
+        .stop(Stop::Terminate)
+        .finish(Finish::WhenComplete)
+        .ready_line(None)
+        .deadline(std::time::Duration::from_secs(180))
+        .run(&mut Pipeline::new("cli-term"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{report}");
+    assert_eq!(report.duplicates, 0);
+}
+
+#[test]
+fn two_processes_in_one_group_split_partitions_and_one_takes_over_when_the_other_is_killed() {
+    kafka::require_broker();
+    let (topic, group) = (unique("cli-scale"), unique("cli-scale-g"));
+    let n = 4_000u64;
+    block_on(async {
+        kafka::create_topic(&topic, 4).await;
+        kafka::produce(&topic, 4, (1..=n).map(|i| i.to_string())).await;
+    });
+    let dir = Scratch::new("scale");
+    // Slow enough that neither finishes alone before the other joined.
+    let config = |out: &str| {
+        format!(
+            "rate_limit = {{ messages = 200, per = \"1s\" }}\n{}\n[sinks.out]\ntype = \"file\"\npath = \"{out}\"\nbatch_size = 20\nbatch_timeout = \"50ms\"\n",
+            kafka_source(&topic, &group)
+        )
+    };
+    let a_file = dir.write("a.toml", &config("a.txt"));
+    let b_file = dir.write("b.toml", &config("b.txt"));
+    let start = |file: &PathBuf| {
+        ferroway(&dir.0)
+            .args(["run", "--progress", "off"])
+            .arg(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut a = start(&a_file);
+    let b = start(&b_file);
+    let ids = |name: &str| read_id_lines(&dir.path(name)).unwrap_or_default();
+    // Both read: the group split the partitions between them.
+    eventually(60, "both processes writing", || {
+        !ids("a.txt").is_empty() && !ids("b.txt").is_empty()
+    });
+    let a_before = ids("a.txt").len();
+    a.kill().unwrap();
+    let _ = a.wait();
+    // b takes a's partitions over, from a's last commit: nothing lost.
+    eventually(120, "every id written by a or b", || {
+        let all: HashSet<u64> = ids("a.txt").into_iter().chain(ids("b.txt")).collect();
+        all.len() as u64 == n
+    });
+    signal(b.id(), "TERM");
+    let out = wait_output(b, 60);
+    assert!(out.status.success());
+    let (a_ids, b_ids) = (ids("a.txt"), ids("b.txt"));
+    assert!(
+        a_before > 0 && a_ids.len() < n as usize,
+        "a read part of the topic: {}",
+        a_ids.len()
+    );
+    let b_set: HashSet<u64> = b_ids.iter().copied().collect();
+    let a_set: HashSet<u64> = a_ids.iter().copied().collect();
+    assert!(
+        b_set.len() as u64 > n / 2,
+        "b took a's partitions over: {} ids",
+        b_set.len()
+    );
+    assert!(a_set.iter().all(|id| (1..=n).contains(id)) && b_set.iter().all(|id| (1..=n).contains(id)));
+    eprintln!(
+        "scale-out: a wrote {} (killed), b wrote {} ({} distinct); {} ids written twice",
+        a_ids.len(),
+        b_ids.len(),
+        b_set.len(),
+        a_set.intersection(&b_set).count()
+    );
+}
+
+#[test]
+fn offsets_are_committed_while_running_not_only_at_the_stop() {
+    kafka::require_broker();
+    let (topic, group) = (unique("cli-commits"), unique("cli-commits-g"));
+    block_on(async {
+        kafka::create_topic(&topic, 2).await;
+        kafka::produce(&topic, 2, (1..=3_000u64).map(|i| i.to_string())).await;
+    });
+    let dir = Scratch::new("commits");
+    let file = dir.write(
+        "slow.toml",
+        &format!(
+            "rate_limit = {{ messages = 300, per = \"1s\" }}\n{}\n[sinks.out]\ntype = \"file\"\npath = \"out.txt\"\nbatch_size = 10\nbatch_timeout = \"50ms\"\n",
+            kafka_source(&topic, &group)
+        ),
+    );
+    let mut child = ferroway(&dir.0)
+        .args(["run", "--progress", "off"])
+        .arg(&file)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(60, "600 records written", || dir.lines("out.txt").len() >= 600);
+    // A commit interval (100 ms) is 30 records at this rate: the group's offsets follow.
+    let mut committed = 0;
+    eventually(10, "offsets committed while running", || {
+        committed = kafka::committed(&group, &topic, 2)
+            .iter()
+            .filter(|&&o| o > 0)
+            .sum::<i64>();
+        committed >= 500
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    let written = dir.lines("out.txt").len() as i64;
+    assert!(committed <= written, "committed {committed} > written {written}");
+}
