@@ -69,6 +69,8 @@ pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker
     let mut last_commit = Instant::now();
     let mut intake = Intake::default();
     let mut close_deadline: Option<Instant> = None;
+    // Until when a stop waits for a join in flight (set with `close_deadline`).
+    let mut join_deadline = Instant::now();
     // Since when the source has held a full buffer with no demand (None: it has not).
     let mut full_since: Option<Instant> = None;
     loop {
@@ -80,6 +82,7 @@ pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker
             if s.draining {
                 if close_deadline.is_none() {
                     close_deadline = Some(Instant::now() + opts.close_timeout);
+                    join_deadline = Instant::now() + opts.session_timeout;
                     // Unemitted messages are never tracked: dropping them loses nothing.
                     s.fetched.clear();
                 }
@@ -100,8 +103,16 @@ pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker
         };
         drop(spent);
         if let Some(deadline) = close_deadline {
-            let in_flight = sh.lock().book.in_flight();
-            if in_flight == 0 || acker.strong_count() == 0 || Instant::now() >= deadline {
+            let (in_flight, joined) = {
+                let s = sh.lock();
+                (s.book.in_flight(), s.joined)
+            };
+            // A stop while the join is in flight waits for it (a session timeout at most), so
+            // the leave that follows is a real one: a member the broker admitted but never
+            // heard leave keeps partitions from the next member until the broker gives up on
+            // it (tansu: never).
+            let joining = !joined && Instant::now() < join_deadline.min(deadline);
+            if !joining && (in_flight == 0 || acker.strong_count() == 0 || Instant::now() >= deadline) {
                 if in_flight > 0 {
                     warn!(group = %opts.group_id, in_flight,
                         "closing with messages unacknowledged: they will be delivered again");
@@ -118,8 +129,10 @@ pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker
         } else {
             draining || full_since.get_or_insert_with(Instant::now).elapsed() >= PAUSE_AFTER
         };
-        if pause != paused || (changed && paused) {
-            set_paused(&client, &sh, pause);
+        // Applied again after every assignment change, both ways: librdkafka keeps a pause on a
+        // partition across unassign and reassign, so a resume made while nothing was assigned
+        // (between a revoke and the next assign) would leave it paused for good.
+        if (pause != paused || changed) && set_paused(&client, &sh, pause) {
             paused = pause;
         }
 
@@ -212,10 +225,13 @@ fn consumer_fatal(e: &RdKafkaError) -> bool {
     )
 }
 
-fn set_paused(client: &Client, sh: &Shared, pause: bool) {
-    let Ok(assignment) = client.assignment() else { return };
+/// Pauses or resumes every assigned partition; false when nothing is assigned (nothing done).
+fn set_paused(client: &Client, sh: &Shared, pause: bool) -> bool {
+    let Ok(assignment) = client.assignment() else {
+        return false;
+    };
     if assignment.count() == 0 {
-        return;
+        return false;
     }
     let r = if pause {
         sh.metrics.pauses.increment(1);
@@ -226,4 +242,5 @@ fn set_paused(client: &Client, sh: &Shared, pause: bool) {
     if let Err(e) = r {
         warn!(group = %sh.opts.group_id, error = %e, pause, "could not pause/resume partitions");
     }
+    true
 }
