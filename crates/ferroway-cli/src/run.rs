@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ferroway::error::Chain;
 use ferroway::pipeline::{Drainer, PipelineError};
@@ -215,6 +215,3 @@ pub async fn run(files: &[PathBuf], registry: &Registry, options: RunOptions) ->
         Err(RunError::Failed(failures))
     }
 }
-
-/// The interval of progress log lines when stderr is not a terminal.
-pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(10);

@@ -268,3 +268,22 @@ fn json_logs_are_one_object_per_line() {
     );
     assert_eq!(dir.lines("out.txt").len(), 10);
 }
+
+#[test]
+fn the_shipped_example_validates_and_its_tests_pass() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/orders.toml");
+    let dir = Scratch::new("example");
+    let out = run(&dir.0, &["validate", example.to_str().unwrap()], 30);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&dir.0, &["test", example.to_str().unwrap()], 60);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("2 passed, 0 failed"), "{}", stdout(&out));
+    // And it runs: 100,000 orders, 1,000 dropped, 99 flagged ones dead-lettered.
+    let out = run(&dir.0, &["run", "--progress", "off", example.to_str().unwrap()], 120);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let written = dir.lines("target/orders/big.ndjson").len() + dir.lines("target/orders/small.ndjson").len();
+    assert_eq!(written, 100_000 - 1_000 - 100);
+    assert_eq!(dir.lines("target/orders/dead.ndjson").len(), 100);
+    assert!(err.contains("1000 dropped by filters"), "{err}");
+}

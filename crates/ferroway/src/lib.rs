@@ -10,6 +10,28 @@
 //!   a generator.
 //! - [`telemetry`]: the names of every metric recorded.
 //! - `config` (feature `config`): connector options from configuration files.
+//!
+//! A source to a sink, with a batcher between — any connector's source, any connector's sink:
+//!
+//! ```
+//! use ferroway::connector::file::{FileSink, FileSinkOptions, FileSource};
+//! use ferroway::pipeline::{Batcher, Forward, Pipeline};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("ferroway-doc-lib-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! # std::env::set_current_dir(&dir)?;
+//! # std::fs::write("in.txt", "a\nb\n")?;
+//! let pipeline = Pipeline::builder("copy", Forward::new())
+//!     .source(FileSource::builder("in.txt").open()?)
+//!     .sink(FileSink::open("out.txt", FileSinkOptions::new()).await?, Batcher::new("out"))
+//!     .start().await?;
+//! pipeline.run_until(ferroway::shutdown_signal()).await?; // the file's end, or Ctrl-C: drained
+//! # assert_eq!(std::fs::read_to_string("out.txt")?, "a\nb\n");
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 #[cfg(feature = "config")]
