@@ -229,7 +229,8 @@ fn sigterm_drains_so_restarts_see_no_duplicates() {
         .kills(2)
         .stop(Stop::Terminate)
         .finish(Finish::WhenComplete)
-        .ready_line(None)
+        // A SIGTERM before the process listens for it would kill it: wait until it runs.
+        .ready_log("pipeline started")
         .deadline(std::time::Duration::from_secs(180))
         .run(&mut Pipeline::new("cli-term"))
         .unwrap_or_else(|e| panic!("{e}"));

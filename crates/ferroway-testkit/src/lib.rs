@@ -106,6 +106,7 @@ pub struct CrashTest {
     seed: Option<u64>,
     max_duplicates: Option<u64>,
     ready_line: Option<String>,
+    ready_on_stderr: bool,
     deadline: Duration,
     poll: Duration,
     max_jitter: Duration,
@@ -189,6 +190,7 @@ impl CrashTest {
             seed: None,
             max_duplicates: None,
             ready_line: Some("ready".into()),
+            ready_on_stderr: false,
             deadline: Duration::from_secs(120),
             poll: Duration::from_millis(2),
             max_jitter: Duration::from_millis(20),
@@ -236,6 +238,21 @@ impl CrashTest {
     /// the signal); no interruption comes before it. `None`: do not wait.
     pub fn ready_line(mut self, line: Option<&str>) -> Self {
         self.ready_line = line.map(str::to_owned);
+        self
+    }
+
+    /// Waits for a line of the child's stderr that contains `text` instead (e.g. a log line
+    /// saying the child is up, for a child whose stdout is not its own). Other lines pass on to
+    /// the test's stderr as they come.
+    ///
+    /// ```
+    /// use ferroway_testkit::CrashTest;
+    /// let test = CrashTest::new("cli").ready_log("pipeline started");
+    /// # let _ = test;
+    /// ```
+    pub fn ready_log(mut self, text: &str) -> Self {
+        self.ready_line = Some(text.to_owned());
+        self.ready_on_stderr = true;
         self
     }
 
@@ -437,21 +454,36 @@ impl Running {
     fn start(subject: &mut impl Subject, test: &CrashTest) -> Result<Running, String> {
         let mut cmd = subject.command();
         let program = format!("{:?}", cmd.get_program());
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        if test.ready_on_stderr {
+            cmd.stderr(Stdio::piped());
+        } else {
+            cmd.stdout(Stdio::piped());
+        }
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start {program}: {e}"))?;
         let started = Instant::now();
-        let stdout = child.stdout.take().expect("piped");
+        let watched: Box<dyn std::io::Read + Send> = match (child.stdout.take(), child.stderr.take()) {
+            (Some(out), _) => Box::new(out),
+            (None, Some(err)) => Box::new(err),
+            (None, None) => unreachable!("one of them is piped"),
+        };
         let (tx, rx) = mpsc::channel();
         let ready = test.ready_line.clone();
+        let on_stderr = test.ready_on_stderr;
         let name = test.name.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
+            let mut seen = false;
+            for line in BufReader::new(watched).lines() {
                 let Ok(line) = line else { break };
-                if ready.as_deref() == Some(line.trim()) {
+                let is_ready = match &ready {
+                    Some(r) if on_stderr => line.contains(r.as_str()),
+                    Some(r) => r == line.trim(),
+                    None => false,
+                };
+                if is_ready && !seen {
+                    seen = true;
                     let _ = tx.send(());
-                } else {
+                }
+                if !is_ready || on_stderr {
                     eprintln!("[{name} child] {line}");
                 }
             }
