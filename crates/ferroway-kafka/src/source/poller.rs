@@ -82,7 +82,7 @@ pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker
             if s.draining {
                 if close_deadline.is_none() {
                     close_deadline = Some(Instant::now() + opts.close_timeout);
-                    join_deadline = Instant::now() + opts.session_timeout;
+                    join_deadline = Instant::now() + opts.session_timeout.min(JOIN_WAIT);
                     // Unemitted messages are never tracked: dropping them loses nothing.
                     s.fetched.clear();
                 }
@@ -107,11 +107,11 @@ pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker
                 let s = sh.lock();
                 (s.book.in_flight(), s.joined)
             };
-            // A stop while the join is in flight waits for it (a session timeout at most), so
+            // A stop while the join is in flight waits for it (JOIN_WAIT at most), so
             // the leave that follows is a real one: a member the broker admitted but never
             // heard leave keeps partitions from the next member until the broker gives up on
             // it (tansu: never).
-            let joining = !joined && Instant::now() < join_deadline.min(deadline);
+            let joining = watch.reached() && !joined && Instant::now() < join_deadline.min(deadline);
             if !joining && (in_flight == 0 || acker.strong_count() == 0 || Instant::now() >= deadline) {
                 if in_flight > 0 {
                     warn!(group = %opts.group_id, in_flight,
@@ -179,6 +179,10 @@ pub(super) fn poll_loop(member: Member, sh: Arc<Shared>, acker: Weak<SourceAcker
     close(member, &sh);
     info!(group = %opts.group_id, "Kafka source closed");
 }
+
+/// The longest a stop waits for a join in flight (below the pipeline's default 30 s shutdown
+/// timeout); a broker never reached has no join to wait for.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
 
 /// Destroys the client here, so the close (and the last rebalance callbacks) run on this
 /// thread and are over when the source reports closed. The pipeline's task holds a share of

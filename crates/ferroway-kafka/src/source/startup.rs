@@ -68,6 +68,11 @@ pub(super) struct Watch {
 }
 
 impl Watch {
+    /// Whether a broker has answered.
+    pub(super) fn reached(&self) -> bool {
+        self.reached
+    }
+
     pub(super) fn new(reach: Arc<Reach>) -> Self {
         Watch {
             reach,
