@@ -32,7 +32,7 @@ const PROCESSORS: usize = 2;
 
 /// The library's pipeline: what a user writes in Rust for the same job.
 async fn library(input: &Path, dir: &Path) -> Result<(f64, PathBuf), BoxError> {
-    let out = fresh(dir, "library")?;
+    let out = fresh(dir, "library");
     let started = Instant::now();
     let source = FileSource::builder(input)
         .format(Bytes)
@@ -59,7 +59,7 @@ async fn library(input: &Path, dir: &Path) -> Result<(f64, PathBuf), BoxError> {
 
 /// `ferroway run` of a file holding `steps`.
 async fn cli(input: &Path, dir: &Path, name: &str, steps: &str) -> Result<(f64, PathBuf), BoxError> {
-    let out = fresh(dir, name)?;
+    let out = fresh(dir, name);
     let config = dir.join(format!("{name}.toml"));
     fs::write(
         &config,
@@ -97,11 +97,11 @@ concurrency = {BATCHES_AT_ONCE}
 }
 
 /// An output path with nothing at it, nor a checkpoint from an earlier run.
-fn fresh(dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+fn fresh(dir: &Path, name: &str) -> PathBuf {
     let out = dir.join(format!("{name}-out.ndjson"));
     let _ = fs::remove_file(&out);
     let _ = fs::remove_dir_all(dir.join(format!("{name}-state")));
-    Ok(out)
+    out
 }
 
 /// Lines of `path`; with `mapped`, only those whose `id` is their `seq`.

@@ -123,8 +123,7 @@ pub fn pipeline(
         .iter()
         .map(|s| (intern(&s.name), s.route.clone()))
         .collect();
-    let process = Process::new(config.steps.clone(), routes);
-    *stats.dropped.lock().unwrap_or_else(|e| e.into_inner()) = Some(process.dropped());
+    let process = Process::new(&config.name, config.steps.clone(), routes);
     let merged = Merged::new(connectors.sources);
     let slots = merged.slots();
     let mut b = Pipeline::builder(config.name.clone(), process)

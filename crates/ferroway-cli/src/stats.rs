@@ -1,8 +1,8 @@
 //! What the pipelines count, for the progress display, the summary and `/metrics`.
 //!
 //! Ferroway records through the `metrics` facade. The CLI installs one recorder that keeps
-//! the pipeline counters it shows (acknowledged, failed, dead-lettered, in flight, handled
-//! per processor) and hands every metric to the Prometheus recorder when `--metrics` asked
+//! the pipeline counters it shows (acknowledged, failed, dead-lettered, dropped by filters, in
+//! flight, handled per processor) and hands every metric to the Prometheus recorder when `--metrics` asked
 //! for one.
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,7 +31,7 @@ pub struct PipelineStats {
     /// Records written and refused, per sink (kept by the CLI's sink wrapper).
     sinks: Mutex<Vec<(String, Arc<SinkCounts>)>>,
     /// Dropped by filters.
-    pub dropped: Mutex<Option<Arc<AtomicU64>>>,
+    pub dropped: Arc<AtomicU64>,
 }
 
 /// Per-sink counts.
@@ -77,7 +77,7 @@ impl PipelineStats {
             acked,
             failed,
             dead_lettered: load(&self.dead_lettered),
-            dropped: lock(&self.dropped).as_deref().map_or(0, load),
+            dropped: load(&self.dropped),
             in_flight,
             unavailable: load(&self.unavailable),
             processors: lock(&self.handled).iter().map(|(k, v)| (k.clone(), load(v))).collect(),
@@ -195,6 +195,7 @@ impl metrics::Recorder for Recorder {
                 },
                 telemetry::PIPELINE_DEAD_LETTERED => Some(s.dead_lettered.clone()),
                 telemetry::PIPELINE_UNAVAILABLE => Some(s.unavailable.clone()),
+                crate::steps::DROPPED => Some(s.dropped.clone()),
                 telemetry::PIPELINE_HANDLED => {
                     let stage = label(key, "stage")?.to_owned();
                     Some(lock(&s.handled).entry(stage).or_default().clone())

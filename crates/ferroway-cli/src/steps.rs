@@ -4,9 +4,6 @@
 //! A record's payload is parsed as JSON once, goes through every step, and is written back
 //! once. A pipeline with no steps and no routes never parses it: records pass untouched.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use ferroway::BoxError;
 use ferroway::connector::Record;
 use ferroway::pipeline::{Handler, Message};
@@ -62,24 +59,25 @@ pub struct Process {
     /// Each sink's batcher name and route, in file order.
     routes: Vec<(&'static str, Option<Program>)>,
     json: bool,
-    dropped: Arc<AtomicU64>,
+    /// [`DROPPED`], labelled with the pipeline.
+    dropped: metrics::Counter,
 }
 
+/// Records dropped by a filter (or a map with no output) — acknowledged, written nowhere
+/// (counter; label `pipeline`).
+pub const DROPPED: &str = "ferroway_cli_dropped_total";
+
 impl Process {
-    /// `steps`, then `routes` (each sink's batcher name and route, in file order).
-    pub fn new(steps: Vec<Step>, routes: Vec<(&'static str, Option<Program>)>) -> Self {
+    /// The processing of pipeline `pipeline`: `steps`, then `routes` (each sink's batcher name
+    /// and route, in file order).
+    pub fn new(pipeline: &str, steps: Vec<Step>, routes: Vec<(&'static str, Option<Program>)>) -> Self {
         let json = !steps.is_empty() || routes.iter().any(|(_, r)| r.is_some());
         Process {
             steps,
             routes,
             json,
-            dropped: Arc::default(),
+            dropped: metrics::counter!(DROPPED, "pipeline" => pipeline.to_owned()),
         }
-    }
-
-    /// Records dropped by filters (and maps with no output) so far.
-    pub fn dropped(&self) -> Arc<AtomicU64> {
-        self.dropped.clone()
     }
 
     /// Where `payload` goes.
@@ -89,6 +87,7 @@ impl Process {
     /// use ferroway_cli::transform::Program;
     ///
     /// let p = Process::new(
+    ///     "orders",
     ///     vec![Step { label: "steps[0].map".into(), kind: StepKind::Map(Program::compile("{id}").unwrap()) }],
     ///     vec![("out", None)],
     /// );
@@ -171,7 +170,7 @@ impl Handler for Process {
                 m.put_batcher(batcher);
             }
             Decision::Drop => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.dropped.increment(1);
                 m.discard();
             }
             Decision::Fail(reason) => m.fail(reason),
@@ -198,6 +197,7 @@ mod tests {
     #[test]
     fn filters_maps_dead_letters_and_routes_in_order() {
         let p = Process::new(
+            "p",
             vec![
                 step("steps[0].filter", StepKind::Filter(jq(".level != \"debug\""))),
                 step("steps[1].map", StepKind::Map(jq("{level, total: (.qty * .price)}"))),
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn without_steps_or_routes_payloads_pass_unparsed() {
-        let p = Process::new(Vec::new(), vec![("out", None)]);
+        let p = Process::new("p", Vec::new(), vec![("out", None)]);
         assert_eq!(
             p.decide(b"not json at all"),
             Decision::Sink {
@@ -251,12 +251,13 @@ mod tests {
 
     #[test]
     fn a_record_no_route_takes_fails_and_a_map_may_not_split() {
-        let p = Process::new(Vec::new(), vec![("a", Some(jq(".a")))]);
+        let p = Process::new("p", Vec::new(), vec![("a", Some(jq(".a")))]);
         assert_eq!(
             p.decide(b"{}"),
             Decision::Fail("no sink's route matched (sinks: a)".into())
         );
         let p = Process::new(
+            "p",
             vec![step("steps[0].map", StepKind::Map(jq(".[]")))],
             vec![("out", None)],
         );

@@ -287,3 +287,55 @@ fn the_shipped_example_validates_and_its_tests_pass() {
     assert_eq!(dir.lines("target/orders/dead.ndjson").len(), 100);
     assert!(err.contains("1000 dropped by filters"), "{err}");
 }
+
+/// A sink whose broker is down: the drain cannot finish (an outage is waited out, never
+/// dead-lettered); a second signal stops at once, acknowledging nothing.
+#[test]
+fn a_second_signal_stops_at_once_while_a_sink_is_down_and_nothing_is_dead_lettered() {
+    let dir = Scratch::new("second-signal");
+    let file = dir.write(
+        "down.toml",
+        r#"
+[sources.numbers]
+type = "generator"
+count = 100
+
+[sinks.kafka]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:1"
+topic = "nowhere"
+
+[dead_letter]
+type = "file"
+path = "dead.ndjson"
+"#,
+    );
+    let log = dir.path("stderr.log");
+    let mut child = ferroway(&dir.0)
+        .args(["run", "--progress", "off", file.to_str().unwrap()])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let logged = |text: &str| std::fs::read_to_string(&log).unwrap_or_default().contains(text);
+    eventually(30, "the pipeline started", || logged("pipeline started"));
+    signal(child.id(), "TERM");
+    eventually(10, "draining", || logged("SIGTERM: draining"));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the drain cannot finish while the sink is down"
+    );
+    signal(child.id(), "TERM");
+    let mut status = None;
+    eventually(10, "the process stopped", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(130));
+    assert!(
+        logged("SIGTERM again: stopping at once"),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(dir.lines("dead.ndjson").is_empty(), "an outage dead-lettered records");
+}

@@ -234,26 +234,12 @@ pub fn read_topic(
     secs: u64,
     mut done: impl FnMut(&[Vec<u8>]) -> bool,
 ) -> Vec<Vec<u8>> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    }
-    c.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done(&out) && Instant::now() < deadline {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            out.push(m.payload().unwrap_or_default().to_vec());
-        }
-    }
-    out
+    let mut payloads = Vec::new();
+    read_until(bootstrap, topic, partitions, secs, |r| {
+        payloads.push(r.payload);
+        done(&payloads)
+    });
+    payloads
 }
 
 /// A record as read back by a bare consumer.
@@ -269,9 +255,20 @@ pub struct Read {
 /// Every record in partitions 0..`partitions` of `topic` on the test broker, read from the
 /// start (no group) until `n` arrived or `secs` pass.
 pub fn read_records(topic: &str, partitions: i32, n: usize, secs: u64) -> Vec<Read> {
+    let mut out = Vec::new();
+    read_until(BROKER, topic, partitions, secs, |r| {
+        out.push(r);
+        out.len() >= n
+    });
+    out
+}
+
+/// Hands each record of partitions 0..`partitions` of `topic` at `bootstrap`, from the start
+/// (no group), to `take` until it returns true or `secs` pass.
+fn read_until(bootstrap: &str, topic: &str, partitions: i32, secs: u64, mut take: impl FnMut(Read) -> bool) {
     use ferroway_kafka::rdkafka::message::Headers as _;
     let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BROKER)
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
@@ -282,26 +279,28 @@ pub fn read_records(topic: &str, partitions: i32, n: usize, secs: u64) -> Vec<Re
         tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
     }
     c.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(secs);
-    while out.len() < n && Instant::now() < deadline {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            let headers = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(Read {
-                partition: m.partition(),
-                key: m.key().map(<[u8]>::to_vec),
-                headers,
-                timestamp: m.timestamp().to_millis(),
-                payload: m.payload().unwrap_or_default().to_vec(),
-            });
+    while Instant::now() < deadline {
+        let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let read = Read {
+            partition: m.partition(),
+            key: m.key().map(<[u8]>::to_vec),
+            headers,
+            timestamp: m.timestamp().to_millis(),
+            payload: m.payload().unwrap_or_default().to_vec(),
+        };
+        if take(read) {
+            return;
         }
     }
-    out
 }
