@@ -112,22 +112,23 @@ pub async fn connect(config: &mut PipelineConfig) -> Result<Connectors, BuildErr
 }
 
 /// The pipeline of `config` on `connectors`, ready to start: one producer per source, the
-/// steps in the processors, one batcher per sink, counted into `stats`.
+/// steps in the processors, one batcher per sink, counted into `stats`; and its sources, to
+/// ask whether they are [connected](ferroway::connector::Source::connected).
 pub fn pipeline(
     config: &PipelineConfig,
     connectors: Connectors,
     stats: &PipelineStats,
-) -> PipelineBuilder<Process, BoxProducer<Record>> {
+) -> (PipelineBuilder<Process, BoxProducer<Record>>, Arc<Merged<Record>>) {
     let routes = config
         .sinks
         .iter()
         .map(|s| (intern(&s.name), s.route.clone()))
         .collect();
     let process = Process::new(&config.name, config.steps.clone(), routes);
-    let merged = Merged::new(connectors.sources);
+    let merged = Arc::new(Merged::new(connectors.sources));
     let slots = merged.slots();
     let mut b = Pipeline::builder(config.name.clone(), process)
-        .source(BoxSource::new(merged))
+        .source(BoxSource::new(merged.clone()))
         .producer_concurrency(slots)
         .processors(
             Processors::new()
@@ -155,7 +156,7 @@ pub fn pipeline(
     if let Some((n, per)) = config.rate_limit {
         b = b.rate_limit(n, per);
     }
-    b
+    (b, merged)
 }
 
 /// A sink name as the `&'static str` batchers are named by; each distinct name is leaked

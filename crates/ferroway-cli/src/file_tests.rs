@@ -85,7 +85,7 @@ async fn run_one(config: &PipelineConfig, test: &TestSpec) -> TestResult {
     };
     let stats = PipelineStats::default();
     let mut mismatches = Vec::new();
-    let outcome = match assemble::pipeline(config, connectors, &stats).start().await {
+    let outcome = match assemble::pipeline(config, connectors, &stats).0.start().await {
         Ok(p) => p.join().await.map_err(|e| ferroway::error::Chain(&e).to_string()),
         Err(e) => Err(e.to_string()),
     };

@@ -46,4 +46,9 @@ impl<T: Send + 'static> Source for Merged<T> {
             futures_util::future::join_all(self.sources.iter().map(Source::close)).await;
         })
     }
+
+    /// Whether every source has reached its server.
+    fn connected(&self) -> bool {
+        self.sources.iter().all(Source::connected)
+    }
 }

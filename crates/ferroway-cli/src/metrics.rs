@@ -2,10 +2,9 @@
 //!
 //! - `GET /metrics`: every metric in the Prometheus text format;
 //! - `GET /health`: 200 while the process runs (liveness);
-//! - `GET /ready`: 200 once every pipeline has started — its sources made their producers
-//!   and every stage is subscribed — and none is draining or stopped; 503 otherwise, naming
-//!   the pipelines that are not. The connector contract has no connection check yet, so
-//!   `/ready` cannot tell a source that is running but still retrying its broker.
+//! - `GET /ready`: 200 once every pipeline has started, its sources have reached their servers
+//!   ([`Source::connected`](ferroway::connector::Source::connected): a broker answered), and
+//!   none is draining or stopped; 503 otherwise, naming the pipelines that are not and why.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,10 +13,22 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Whether a pipeline's sources have reached their servers.
+pub type Connected = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Where each pipeline of the run is.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Readiness {
     states: Mutex<Vec<(String, State)>>,
+    sources: Mutex<Vec<(String, Connected)>>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("states", &self.states)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A pipeline's state, as `/ready` reads it.
@@ -36,7 +47,17 @@ impl Readiness {
     pub fn new(pipelines: impl IntoIterator<Item = String>) -> Self {
         Readiness {
             states: Mutex::new(pipelines.into_iter().map(|p| (p, State::Starting)).collect()),
+            sources: Mutex::default(),
         }
+    }
+
+    /// `pipeline` is running; `connected` says whether its sources reached their servers.
+    pub fn running(&self, pipeline: &str, connected: Connected) {
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((pipeline.to_owned(), connected));
+        self.set(pipeline, State::Running);
     }
 
     /// Sets `pipeline`'s state.
@@ -57,10 +78,15 @@ impl Readiness {
     /// `Ok` when every pipeline runs, else which do not.
     fn ready(&self) -> Result<(), String> {
         let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let connected = |p: &str| sources.iter().any(|(q, c)| q == p && c());
         let not: Vec<String> = states
             .iter()
-            .filter(|(_, s)| *s != State::Running)
-            .map(|(p, s)| format!("{p}: {s:?}"))
+            .filter_map(|(p, s)| match s {
+                State::Running if connected(p) => None,
+                State::Running => Some(format!("{p}: sources not connected yet")),
+                _ => Some(format!("{p}: {s:?}")),
+            })
             .collect();
         if not.is_empty() { Ok(()) } else { Err(not.join(", ")) }
     }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferroway::connector::Source;
 use ferroway::error::Chain;
 use ferroway::pipeline::{Drainer, PipelineError};
 use futures_util::StreamExt;
@@ -148,16 +149,14 @@ pub async fn run(files: &[PathBuf], registry: &Registry, options: RunOptions) ->
     for (i, config) in configs.iter_mut().enumerate() {
         let connectors = assemble::connect(config).await?;
         let stats = all_stats.start(&config.name);
-        let pipeline = assemble::pipeline(config, connectors, &stats)
-            .start()
-            .await
-            .map_err(|source| RunError::Start {
-                file: config.file.display().to_string(),
-                name: config.name.clone(),
-                source,
-            })?;
+        let (builder, sources) = assemble::pipeline(config, connectors, &stats);
+        let pipeline = builder.start().await.map_err(|source| RunError::Start {
+            file: config.file.display().to_string(),
+            name: config.name.clone(),
+            source,
+        })?;
         tracing::info!(pipeline = %config.name, file = %config.file.display(), "pipeline started");
-        readiness.set(&config.name, State::Running);
+        readiness.running(&config.name, Arc::new(move || sources.connected()));
         running.push(Running {
             name: config.name.clone(),
             stats,

@@ -343,3 +343,64 @@ fn offsets_are_committed_while_running_not_only_at_the_stop() {
     let written = dir.lines("out.txt").len() as i64;
     assert!(committed <= written, "committed {committed} > written {written}");
 }
+
+#[test]
+fn ready_waits_until_every_source_has_reached_its_server() {
+    require_redis();
+    kafka::require_broker();
+    let dir = Scratch::new("ready");
+    let serve = |file: &PathBuf, addr: &str| {
+        ferroway(&dir.0)
+            .args(["run", "--progress", "off", "--metrics", addr])
+            .arg(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let ready = |addr: &str| {
+        eventually(30, "the metrics endpoint", || {
+            std::net::TcpStream::connect(addr).is_ok()
+        });
+        http_get(addr, "/ready")
+    };
+
+    // A broker that never answers (default connect_timeout, 60 s): started, not ready.
+    let down = dir.write(
+        "down.toml",
+        &format!(
+            "[sources.in]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\ngroup_id = \"g\"\ntopic = \"t\"\n\n[sinks.out]\ntype = \"stdout\"\n",
+            free_addr()
+        ),
+    );
+    let addr = free_addr();
+    let mut child = serve(&down, &addr);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let answer = ready(&addr);
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("down: sources not connected yet"), "{answer}");
+
+    // Redis and Kafka that answer: ready once both sources reached them.
+    let (topic, stream) = (unique("cli-ready"), unique("cli-ready"));
+    block_on(kafka::create_topic(&topic, 1));
+    let up = dir.write(
+        "up.toml",
+        &format!(
+            "{}\n[sources.redis]\ntype = \"redis\"\nurl = \"{REDIS}\"\nstream = \"{stream}\"\ngroup = \"g\"\n\n[sinks.out]\ntype = \"file\"\npath = \"out.txt\"\n",
+            kafka_source(&topic, &unique("cli-ready-g"))
+        ),
+    );
+    let addr = free_addr();
+    let child = serve(&up, &addr);
+    let mut answer = String::new();
+    eventually(60, "/ready says ready", || {
+        answer = ready(&addr);
+        answer.starts_with("HTTP/1.1 200")
+    });
+    signal(child.id(), "TERM");
+    let out = wait_output(child, 60);
+    assert!(out.status.success());
+    let mut c = redis::Client::open(REDIS).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("DEL").arg(&stream).query(&mut c).unwrap();
+}

@@ -2,8 +2,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Stdio;
 
 use support::*;
@@ -180,11 +178,7 @@ path = "out.ndjson"
 batch_size = 50
 "#,
     );
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let child = ferroway(&dir.0)
         .args([
             "run",
@@ -202,13 +196,7 @@ batch_size = 50
         .unwrap();
     let pid = child.id();
     eventually(30, "records written", || dir.lines("out.ndjson").len() > 500);
-    let get = |path: &str| {
-        let mut s = TcpStream::connect(&addr).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
+    let get = |path: &str| http_get(&addr, path);
     assert!(get("/health").starts_with("HTTP/1.1 200"));
     assert!(get("/ready").starts_with("HTTP/1.1 200"), "{}", get("/ready"));
     let metrics = get("/metrics");

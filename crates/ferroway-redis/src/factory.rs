@@ -12,6 +12,7 @@ use crate::ack::AckCmd;
 use crate::entry::Entry;
 use crate::error::OptionsError;
 use crate::options::SourceOptions;
+use crate::reach::Reach;
 use crate::records::RedisRecords;
 use crate::source::RedisSource;
 
@@ -57,6 +58,9 @@ pub struct RedisSourceFactory {
     opts: Arc<SourceOptions>,
     /// The acknowledgement tasks of the sources made, to close at the pipeline's stop.
     acks: Mutex<Vec<mpsc::UnboundedSender<AckCmd>>>,
+    /// Whether each producer slot's consumer reached Redis (a restarted producer shares its
+    /// slot's record).
+    reaches: Mutex<Vec<Arc<Reach>>>,
 }
 
 impl std::fmt::Debug for RedisSourceFactory {
@@ -83,6 +87,7 @@ impl RedisSource {
         Ok(RedisSourceFactory {
             opts: Arc::new(opts),
             acks: Mutex::default(),
+            reaches: Mutex::default(),
         })
     }
 }
@@ -114,6 +119,12 @@ impl Source for RedisSourceFactory {
         // Those of producers that were replaced and whose messages are all acknowledged.
         acks.retain(|tx| !tx.is_closed());
         acks.push(source.acknowledgements());
+        drop(acks);
+        let reach = source.reach();
+        let mut reaches = self.reaches.lock().unwrap_or_else(|p| p.into_inner());
+        if !reaches.iter().any(|r| Arc::ptr_eq(r, &reach)) {
+            reaches.push(reach);
+        }
         Ok(source)
     }
 
@@ -132,5 +143,11 @@ impl Source for RedisSourceFactory {
                 let _ = closed.await;
             }
         })
+    }
+
+    /// Whether every consumer it made has reached Redis since it started.
+    fn connected(&self) -> bool {
+        let reaches = self.reaches.lock().unwrap_or_else(|p| p.into_inner());
+        !reaches.is_empty() && reaches.iter().all(|r| r.reached())
     }
 }

@@ -35,6 +35,10 @@ impl Reach {
             .clone()
     }
 
+    pub(crate) fn reached(&self) -> bool {
+        self.reached.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn mark_reached(&self) {
         self.reached.store(true, Ordering::Relaxed);
     }

@@ -72,6 +72,10 @@ impl Source for RedisRecords {
     fn close(&self) -> BoxFuture<'_, ()> {
         self.factory.close()
     }
+
+    fn connected(&self) -> bool {
+        self.factory.connected()
+    }
 }
 
 /// The producer of [`RedisRecords`]: a [`RedisSource`] whose entries become [`Record`]s.

@@ -191,6 +191,11 @@ impl RedisSource {
     }
 
     /// Where this source's acknowledgements go: the factory closes it when the pipeline stops.
+    /// Whether this consumer (and any before it with the same name) reached Redis.
+    pub(crate) fn reach(&self) -> Arc<Reach> {
+        self.reach.clone()
+    }
+
     pub(crate) fn acknowledgements(&self) -> mpsc::UnboundedSender<AckCmd> {
         self.ack_tx.clone()
     }

@@ -210,6 +210,11 @@ impl Source for KafkaSourceFactory {
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.closed())
     }
+
+    /// Whether a broker of the cluster has answered since the source started.
+    fn connected(&self) -> bool {
+        self.reach.reached()
+    }
 }
 
 /// librdkafka checks each property when it is set, and how they combine only when a client

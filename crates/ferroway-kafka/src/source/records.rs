@@ -26,6 +26,10 @@ impl Source for KafkaRecordSource {
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.0.closed())
     }
+
+    fn connected(&self) -> bool {
+        Source::connected(&self.0)
+    }
 }
 
 /// The producer of a [`KafkaRecordSource`]: a [`KafkaSource`] whose messages are [`Record`]s.

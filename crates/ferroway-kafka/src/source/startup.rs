@@ -43,7 +43,7 @@ impl Reach {
         Err(unreachable(servers, started.elapsed(), None))
     }
 
-    fn reached(&self) -> bool {
+    pub(super) fn reached(&self) -> bool {
         self.reached.load(Ordering::Relaxed)
     }
 }

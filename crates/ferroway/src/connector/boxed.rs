@@ -37,6 +37,7 @@ impl<T> std::fmt::Debug for BoxSource<T> {
 trait DynSource<T>: Send + Sync + 'static {
     fn producer(&self, index: usize) -> Result<BoxProducer<T>, BoxError>;
     fn close(&self) -> BoxFuture<'_, ()>;
+    fn connected(&self) -> bool;
 }
 
 impl<S: Source> DynSource<S::Data> for S {
@@ -46,6 +47,10 @@ impl<S: Source> DynSource<S::Data> for S {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Source::close(self)
+    }
+
+    fn connected(&self) -> bool {
+        Source::connected(self)
     }
 }
 
@@ -59,6 +64,10 @@ impl<T: Send + 'static> Source for BoxSource<T> {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         self.0.close()
+    }
+
+    fn connected(&self) -> bool {
+        self.0.connected()
     }
 }
 

@@ -50,6 +50,10 @@ where
     fn close(&self) -> BoxFuture<'_, ()> {
         self.source.close()
     }
+
+    fn connected(&self) -> bool {
+        self.source.connected()
+    }
 }
 
 /// The producer of a [`Map`] source.

@@ -59,6 +59,19 @@ pub trait Source: Send + Sync + 'static {
         Box::pin(async {})
     }
 
+    /// Whether the source has reached what it reads from since it started (a broker
+    /// answered) — what a readiness probe asks. Sources that need no server always have.
+    ///
+    /// ```
+    /// use ferroway::connector::Source;
+    /// use ferroway::connector::generator::Generator;
+    ///
+    /// assert!(Generator::new(10).connected());
+    /// ```
+    fn connected(&self) -> bool {
+        true
+    }
+
     /// The same source with its data turned into another type by `f` — acknowledgement,
     /// metadata and origin kept (see [`Message::map`]). How one connector's data reaches
     /// another connector's sink: `.source(redis.map(|entry| entry.to_record()))`.
@@ -90,5 +103,9 @@ impl<S: Source> Source for Arc<S> {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         (**self).close()
+    }
+
+    fn connected(&self) -> bool {
+        (**self).connected()
     }
 }
