@@ -100,6 +100,9 @@ impl Registry {
         #[cfg(feature = "redis")]
         r.source::<ferroway_redis::RedisSourceConfig>()
             .sink::<ferroway_redis::RedisSinkConfig>();
+        #[cfg(feature = "amqp")]
+        r.source::<ferroway_amqp::AmqpSourceConfig>()
+            .sink::<ferroway_amqp::AmqpSinkConfig>();
         r
     }
 

@@ -1,8 +1,10 @@
 //! `ferroway run` against the real servers: Redis stream → Kafka topic, Kafka topic → file,
-//! kill -9 and SIGTERM of the process (ferroway-testkit), and two processes sharing a group.
-//! Needs Redis on 127.0.0.1:6379 and a Kafka-API broker on 127.0.0.1:9092
-//! (`./scripts/test` starts them).
+//! RabbitMQ queue → RabbitMQ queue, kill -9 and SIGTERM of the process (ferroway-testkit), and
+//! two processes sharing a group. Needs Redis on 127.0.0.1:6379, RabbitMQ on 127.0.0.1:5672
+//! and a Kafka-API broker on 127.0.0.1:9092 (`./scripts/test` starts them).
 
+#[path = "../../ferroway-amqp/tests/support/mod.rs"]
+mod amqp;
 #[path = "../../ferroway-kafka/tests/common/mod.rs"]
 mod kafka;
 mod support;
@@ -117,6 +119,78 @@ batch_size = 100
         .unwrap();
     assert!(pending.is_empty(), "entries left pending: {pending:?}");
     let _: () = redis::cmd("DEL").arg(&stream).query(&mut c).unwrap();
+}
+
+#[test]
+fn rabbitmq_queue_to_rabbitmq_queue_with_a_step_and_every_message_acked() {
+    let (from, to) = (amqp::unique("cli-in"), amqp::unique("cli-out"));
+    let n = 500u64;
+    block_on(async {
+        let rabbit = amqp::Rabbit::new().await;
+        rabbit.queue(&from).await;
+        rabbit.queue(&to).await;
+        for i in 0..n {
+            let body = format!("{{\"order\":{i},\"total\":{}}}", i * 10);
+            rabbit.publish(&from, body.as_bytes(), Default::default()).await;
+        }
+        rabbit.ready(&from).await;
+    });
+    let dir = Scratch::new("amqp-amqp");
+    let file = dir.write(
+        "copy.toml",
+        &format!(
+            r#"
+[sources.orders]
+type = "amqp"
+uri = "{uri}"
+queue = "{from}"
+prefetch_count = 50
+
+[[steps]]
+map = '{{order, cents: (.total * 100)}}'
+
+[sinks.rabbit]
+type = "amqp"
+uri = "{uri}"
+routing_key = "{to}"
+content_type = "application/json"
+batch_size = 100
+"#,
+            uri = amqp::uri()
+        ),
+    );
+    let child = ferroway(&dir.0)
+        .args(["run", "--progress", "off", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let got = block_on(async {
+        let rabbit = amqp::Rabbit::new().await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while rabbit.ready(&to).await < n as u32 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        rabbit.take_all(&to).await
+    });
+    signal(child.id(), "TERM");
+    let out = wait_output(child, 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut seen = BTreeMap::new();
+    for (body, props) in &got {
+        assert_eq!(props.content_type().map(String::as_str), Some("application/json"));
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let order = v["order"].as_u64().unwrap();
+        assert_eq!(v["cents"].as_u64(), Some(order * 1000), "{v}");
+        *seen.entry(order).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len() as u64, n, "every message reached the other queue");
+    assert!(seen.values().all(|&c| c == 1), "none twice");
+    block_on(async {
+        let rabbit = amqp::Rabbit::new().await;
+        assert_eq!(rabbit.ready(&from).await, 0, "every message acked once published");
+        rabbit.delete(&from).await;
+        rabbit.delete(&to).await;
+    });
 }
 
 #[test]

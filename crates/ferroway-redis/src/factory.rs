@@ -12,9 +12,9 @@ use crate::ack::AckCmd;
 use crate::entry::Entry;
 use crate::error::OptionsError;
 use crate::options::SourceOptions;
-use crate::reach::Reach;
 use crate::records::RedisRecords;
 use crate::source::RedisSource;
+use ferroway::resilience::Reach;
 
 /// A [`Source`] of Redis stream entries: what
 /// [`PipelineBuilder::source`](ferroway::pipeline::PipelineBuilder::source) takes. Made by

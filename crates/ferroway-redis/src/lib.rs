@@ -78,7 +78,6 @@ mod group;
 mod in_flight;
 pub mod metrics;
 mod options;
-mod reach;
 mod reader;
 mod records;
 mod sink;

@@ -22,8 +22,8 @@ use crate::entry::{Entry, RedisMetadata, StreamId};
 use crate::error::{OptionsError, SourceError};
 use crate::in_flight::InFlight;
 use crate::options::SourceOptions;
-use crate::reach::Reach;
 use crate::reader::{Batch, Reader};
+use ferroway::resilience::Reach;
 
 /// Reads Redis streams as a member of a consumer group and emits each entry as a
 /// [`Message<Entry>`] carrying [`RedisMetadata`] (also its

@@ -8,6 +8,7 @@
 //! | [`CircuitBreaker`] | failing fast while a dependency is down, probing it as it recovers |
 //! | [`Supervisor`] | restarting crashed tasks, OTP style, in supervision trees |
 //! | [`ConnectionManager`] | owning one broker connection and reconnecting it with backoff |
+//! | [`Reach`] | whether a source ever reached its server, and the connect timeout until it does |
 //!
 //! Everything timed uses Tokio's clock (`tokio::time::{sleep, Instant}`), so tests run
 //! under a paused clock deterministically and instantly.
@@ -57,6 +58,7 @@
 pub mod backoff;
 pub mod circuit_breaker;
 pub mod connection;
+mod reach;
 pub mod retry;
 pub mod supervisor;
 
@@ -67,6 +69,7 @@ pub use circuit_breaker::{
 pub use connection::{
     Connection, ConnectionError, ConnectionManager, ConnectionManagerBuilder, ConnectionState, Connector,
 };
+pub use reach::Reach;
 pub use retry::{Retry, RetryError, RetryFuture, retry};
 pub use supervisor::{
     ChildContext, ChildInfo, ChildSpec, ChildState, Restart, ShutdownSignal, Strategy, Supervisor, SupervisorError,
