@@ -54,8 +54,10 @@ impl SessionAcker {
 impl Acknowledger for SessionAcker {
     fn ack(&self, acks: Acks) {
         // Usually one generation; a reconnection in between makes two.
-        let mut by_generation: Vec<(u64, Vec<u64>, Vec<(u64, bool)>)> = Vec::with_capacity(1);
-        fn slot(by_generation: &mut Vec<(u64, Vec<u64>, Vec<(u64, bool)>)>, generation: u64) -> usize {
+        /// `(generation, acks, rejects)`.
+        type Group = (u64, Vec<u64>, Vec<(u64, bool)>);
+        let mut by_generation: Vec<Group> = Vec::with_capacity(1);
+        fn slot(by_generation: &mut Vec<Group>, generation: u64) -> usize {
             match by_generation.iter().position(|g| g.0 == generation) {
                 Some(i) => i,
                 None => {

@@ -279,7 +279,7 @@ connect_timeout = "5s"
         )
         .unwrap();
         let o = c.options().unwrap();
-        let d = o.declare.unwrap();
+        let d = o.declare.clone().unwrap();
         assert!(d.durable);
         assert_eq!(d.queue_type, QueueType::Quorum);
         assert_eq!(

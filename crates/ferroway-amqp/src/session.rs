@@ -28,6 +28,8 @@ use crate::error::SourceError;
 use crate::options::{Argument, QueueType, SourceOptions};
 
 /// What a session hands its producer.
+// Nearly every event is a delivery: boxing it would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Event {
     Delivery(Message<Delivery>),
     /// The source cannot go on (never reached the broker, refused topology, gave up).
@@ -390,14 +392,9 @@ impl Session {
         }
         // The consumer's deliveries end once the broker confirmed the cancel.
         let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, live.rx.recv()).await {
-                Ok(Some(m)) => {
-                    if let Some(tag) = self.forward(m, generation) {
-                        outstanding.insert(tag);
-                    }
-                }
-                Ok(None) | Err(_) => break,
+        while let Ok(Some(m)) = tokio::time::timeout_at(deadline, live.rx.recv()).await {
+            if let Some(tag) = self.forward(m, generation) {
+                outstanding.insert(tag);
             }
         }
         debug!(queue = %self.opts.queue, unsettled = outstanding.len(), "consumer cancelled");

@@ -18,18 +18,21 @@ use ferroway_amqp::{
 use support::{Rabbit, numbers, unique, uri};
 use tokio::sync::{Semaphore, mpsc};
 
-/// Records what it handles (payload, redelivered); fails payloads starting with `bad` (with
-/// `on_failure`), once or always.
+/// What a handler saw: payload, redelivered.
+type Seen = Vec<(Vec<u8>, bool)>;
+
+/// Records what it handles; fails payloads starting with `bad` (with `on_failure`), once or
+/// always.
 #[derive(Clone, Default)]
 struct Recorder {
-    seen: Arc<Mutex<Vec<(Vec<u8>, bool)>>>,
+    seen: Arc<Mutex<Seen>>,
     fail_bad: Option<(OnFailure, bool)>,
     gate: Option<Arc<Semaphore>>,
     delay: Duration,
 }
 
 impl Recorder {
-    fn seen(&self) -> Vec<(Vec<u8>, bool)> {
+    fn seen(&self) -> Seen {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -133,7 +136,7 @@ async fn round_trip_keeps_payload_headers_and_properties_with_default_options() 
     rabbit.wait_ready(&to, 300, 30).await;
     pipeline.stop().await.unwrap();
     assert_eq!(rabbit.ready(&from).await, 0, "every delivery was acked");
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert_eq!(seen.len(), 300);
     let d = &seen[&7];
     assert_eq!(d.header_value("tenant"), Some(&b"t1"[..]));

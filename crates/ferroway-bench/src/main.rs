@@ -1,6 +1,7 @@
 //! `ferroway-bench WORKLOAD`: runs a benchmark workload and prints one JSON line per measured
 //! thing on stdout (the contract in `shared/bench/README.md`). Progress goes to stderr.
 
+mod amqp;
 mod cli;
 mod file;
 mod kafka;
@@ -21,6 +22,8 @@ const WORKLOADS: &[&str] = &[
     "file",
     "kafka",
     "kafka-sink",
+    "amqp",
+    "amqp-sink",
     // Last: `ferroway run` installs the process's metrics recorder.
     "cli-file",
     "cli-transform",
@@ -59,6 +62,8 @@ fn main() -> ExitCode {
             "file" => vec![rt.block_on(file::run())],
             "kafka" => rt.block_on(kafka::run_source()),
             "kafka-sink" => rt.block_on(kafka::run_sink()),
+            "amqp" => vec![rt.block_on(amqp::run(false))],
+            "amqp-sink" => vec![rt.block_on(amqp::run(true))],
             "cli-file" => vec![rt.block_on(cli::run_file())],
             "cli-transform" => vec![rt.block_on(cli::run_transform())],
             _ => unreachable!("listed in WORKLOADS"),
