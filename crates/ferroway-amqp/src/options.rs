@@ -65,35 +65,15 @@ impl AmqpUri {
 
     /// The URI with any password replaced by `***`.
     pub fn redacted(&self) -> String {
-        let s = &*self.0;
-        let scheme_end = s.find("://").map_or(0, |i| i + 3);
-        let rest = &s[scheme_end..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let Some(at) = rest[..authority_end].rfind('@') else {
-            return s.to_owned();
-        };
-        let user = rest[..at].split(':').next().unwrap_or("");
-        let masked = if rest[..at].contains(':') {
-            format!("{user}:***")
-        } else {
-            user.to_owned()
-        };
-        format!("{}{masked}{}", &s[..scheme_end], &rest[at..])
+        ferroway::telemetry::redact_url(&self.0)
     }
 
     /// `text` with this URI's password, wherever it appears, replaced by `***` (client errors
     /// may quote the URI).
     pub(crate) fn redact_in(&self, text: &str) -> String {
-        let s = &*self.0;
-        let scheme_end = s.find("://").map_or(0, |i| i + 3);
-        let rest = &s[scheme_end..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        match rest[..authority_end]
-            .rfind('@')
-            .and_then(|at| rest[..at].split_once(':'))
-        {
-            Some((_, password)) if !password.is_empty() => text.replace(password, "***"),
-            _ => text.to_owned(),
+        match ferroway::telemetry::url_password(&self.0) {
+            Some(password) => text.replace(password, "***"),
+            None => text.to_owned(),
         }
     }
 

@@ -40,19 +40,7 @@ impl RedisUrl {
 
     /// The URL with any password replaced by `***`.
     pub fn redacted(&self) -> String {
-        let s = &*self.0;
-        // Without a scheme (a mistake validation reports), userinfo is masked all the same.
-        let scheme_end = s.find("://").map_or(0, |i| i + 3);
-        let rest = &s[scheme_end..];
-        let Some(at) = rest.rfind('@') else { return s.to_owned() };
-        let userinfo = &rest[..at];
-        let user = userinfo.split(':').next().unwrap_or("");
-        let masked = if userinfo.contains(':') {
-            format!("{user}:***")
-        } else {
-            "***".to_owned()
-        };
-        format!("{}{masked}{}", &s[..scheme_end], &rest[at..])
+        ferroway::telemetry::redact_url(&self.0)
     }
 }
 

@@ -35,8 +35,10 @@
 //! Spans: `ferroway.processor` and `ferroway.batch_processor` (fields `pipeline`, `stage`)
 //! around each group of messages and each batch.
 
+mod redact;
 mod throttle;
 
+pub use redact::{redact_url, url_password};
 pub use throttle::LogThrottle;
 
 /// Events dropped by a full producer buffer (counter; label `stage`).
