@@ -103,6 +103,9 @@ impl Registry {
         #[cfg(feature = "amqp")]
         r.source::<ferroway_amqp::AmqpSourceConfig>()
             .sink::<ferroway_amqp::AmqpSinkConfig>();
+        #[cfg(feature = "nats")]
+        r.source::<ferroway_nats::NatsSourceConfig>()
+            .sink::<ferroway_nats::NatsSinkConfig>();
         r
     }
 

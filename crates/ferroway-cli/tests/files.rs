@@ -156,7 +156,7 @@ fn connectors_lists_every_compiled_in_type_with_its_options() {
     let out = run(&dir.0, &["connectors"], 30);
     let text = stdout(&out);
     assert!(out.status.success());
-    for t in ["file", "stdin", "generator", "stdout", "kafka", "redis", "amqp"] {
+    for t in ["file", "stdin", "generator", "stdout", "kafka", "redis", "amqp", "nats"] {
         assert!(text.contains(&format!("type = \"{t}\"")), "{t} missing:\n{text}");
     }
     assert!(text.contains("checkpoint_dir"), "{text}");

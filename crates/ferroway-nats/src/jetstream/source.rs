@@ -1,0 +1,426 @@
+//! The JetStream source: a durable pull consumer as pipeline producers.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::Client;
+use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+use async_nats::jetstream::stream::Stream as JsStream;
+use async_nats::jetstream::{self, context, stream};
+use ferroway::BoxError;
+use ferroway::connector::Source;
+use ferroway::pipeline::{Acknowledger, BoxFuture, Message, OnFailure};
+use ferroway::resilience::{Reach, StatefulBackoff};
+use ferroway::stage::{Emit, Producer};
+use ferroway::telemetry::LogThrottle;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::ack::{self, InFlight, Job, JsAcker};
+use crate::error::{OptionsError, SourceError};
+use crate::message::{JetStreamMetadata, NatsMessage};
+use crate::options::{JetStreamOptions, OnFailed};
+
+/// Consumes a JetStream stream through a durable **pull** consumer: one pipeline producer. A
+/// pipeline gets them from [`JetStreamSource::factory`].
+///
+/// - **Demand-driven:** each pull asks for exactly what the pipeline demanded (at most
+///   [`max_batch`](JetStreamOptions::max_batch)), so nothing waits in memory with its ack wait
+///   running.
+/// - **Acknowledged after the pipeline:** `+ACK` once the pipeline finished with a message; a
+///   failure is nak'ed (optionally with a delay) or terminated ([`OnFailed`]); a failure on
+///   the last delivery the consumer allows (`max_deliver`) goes to the pipeline's
+///   dead-letter route, or is terminated without one.
+/// - **Slow work:** a message still in the pipeline after a third of the ack wait gets
+///   `+WPI` (work in progress), so it is not redelivered while it runs.
+/// - **Outages:** the client reconnects by itself; pulls resume, and messages whose ack was
+///   lost are redelivered after their ack wait — at-least-once.
+/// - **Stop:** the pull under way is finished (at most [`fetch_wait`](JetStreamOptions::fetch_wait))
+///   and its messages processed; the pipeline's stop returns once every ack is flushed.
+///
+/// ```no_run
+/// use ferroway::pipeline::{Handler, Message, Pipeline};
+/// use ferroway_nats::{JetStreamOptions, JetStreamSource, NatsMessage};
+///
+/// struct Print;
+/// impl Handler for Print {
+///     type Data = NatsMessage;
+///     async fn handle_message(&self, m: &mut Message<NatsMessage>) -> Result<(), ferroway::BoxError> {
+///         println!("{}: {}", m.data().subject, String::from_utf8_lossy(&m.data().payload));
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let opts = JetStreamOptions::new("nats://127.0.0.1:4222", "ORDERS", "printer");
+/// let pipeline = Pipeline::builder("print", Print)
+///     .source(JetStreamSource::factory(opts)?)
+///     .start()
+///     .await?;
+/// pipeline.run_until(ferroway::shutdown_signal()).await?;
+/// # Ok(()) }
+/// ```
+pub struct JetStreamSource {
+    opts: Arc<JetStreamOptions>,
+    live: Option<Live>,
+    in_flight: Arc<InFlight>,
+    acker: Arc<dyn Acknowledger>,
+    jobs: Option<mpsc::UnboundedReceiver<Job>>,
+    ack_tx: mpsc::UnboundedSender<Job>,
+    reach: Arc<Reach>,
+    retry: StatefulBackoff,
+    outage: LogThrottle,
+    what: String,
+    stream: Arc<str>,
+    consumer: Arc<str>,
+    received: metrics::Counter,
+}
+
+struct Live {
+    consumer: PullConsumer,
+    batch: Option<pull::Batch>,
+}
+
+impl std::fmt::Debug for JetStreamSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamSource")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JetStreamSource {
+    /// A source for `opts`; connects on the first demand. In a pipeline prefer
+    /// [`JetStreamSource::factory`]: the pipeline then also waits for the last acks when it
+    /// stops.
+    ///
+    /// # Errors
+    /// [`OptionsError`] naming the first invalid option.
+    pub fn new(opts: JetStreamOptions) -> Result<Self, OptionsError> {
+        opts.validate()?;
+        Ok(Self::start(Arc::new(opts)))
+    }
+
+    /// Validates `opts` and returns the [`Source`] a pipeline takes.
+    ///
+    /// ```
+    /// use ferroway_nats::{JetStreamOptions, JetStreamSource};
+    /// let e = JetStreamSource::factory(JetStreamOptions::new("nats://h:4222", "a.b", "d")).unwrap_err();
+    /// assert!(e.to_string().starts_with("invalid option `stream`"));
+    /// ```
+    ///
+    /// # Errors
+    /// [`OptionsError`] naming the first invalid option.
+    pub fn factory(opts: JetStreamOptions) -> Result<JetStreamSourceFactory, OptionsError> {
+        opts.validate()?;
+        Ok(JetStreamSourceFactory {
+            opts: Arc::new(opts),
+            acks: Mutex::default(),
+        })
+    }
+
+    fn start(opts: Arc<JetStreamOptions>) -> Self {
+        let in_flight = Arc::new(InFlight::default());
+        let (ack_tx, jobs) = mpsc::unbounded_channel();
+        let max_deliver = opts.consumer.max_deliver;
+        let acker: Arc<dyn Acknowledger> = Arc::new(JsAcker {
+            in_flight: in_flight.clone(),
+            tx: ack_tx.clone(),
+            on_failed: opts.on_failed,
+            max_deliver,
+        });
+        let what = format!("{}/{}", opts.stream, opts.durable);
+        let reach = Reach::of(&format!("nats\n{}\n{what}", opts.url.expose()));
+        JetStreamSource {
+            received: metrics::counter!(crate::metrics::RECEIVED, "source" => what.clone()),
+            stream: opts.stream.as_str().into(),
+            consumer: opts.durable.as_str().into(),
+            retry: ferroway::resilience::Backoff::exponential(Duration::from_millis(100))
+                .cap(Duration::from_secs(5))
+                .stateful(),
+            outage: LogThrottle::new(Duration::from_secs(10)),
+            live: None,
+            jobs: Some(jobs),
+            in_flight,
+            acker,
+            ack_tx,
+            reach,
+            what,
+            opts,
+        }
+    }
+
+    fn refused(&self, step: &str, reason: impl std::fmt::Display) -> SourceError {
+        SourceError::Refused {
+            what: self.what.clone(),
+            url: self.opts.url.redacted(),
+            step: step.to_owned(),
+            reason: self.opts.url.redact_in(&reason.to_string()),
+        }
+    }
+
+    async fn pause(&mut self, why: &str) -> Result<(), SourceError> {
+        if let Some(suppressed) = self.outage.allow() {
+            warn!(source = %self.what, url = %self.opts.url, error = why, suppressed, "waiting for NATS");
+        }
+        let pause = self.retry.fail().unwrap_or(Duration::from_secs(5));
+        tokio::time::sleep(pause).await;
+        Ok(())
+    }
+
+    /// The consumer, connecting and making sure stream and consumer exist first.
+    async fn live(&mut self) -> Result<&mut Live, SourceError> {
+        while self.live.is_none() {
+            let Some(wait) = self.reach.wait(self.opts.connect_timeout, Duration::MAX) else {
+                return Err(SourceError::Unreachable {
+                    what: self.what.clone(),
+                    url: self.opts.url.redacted(),
+                    waited: self.reach.waited(),
+                    last_error: self.reach.last_error(),
+                });
+            };
+            let client = match crate::connection::connect(&self.opts.url, &self.opts.name, 1024).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.reach.failed(Some(e.clone()));
+                    if let Some(suppressed) = self.outage.allow() {
+                        warn!(source = %self.what, url = %self.opts.url, error = %e, suppressed, "waiting for NATS");
+                    }
+                    let pause = self.retry.fail().unwrap_or(Duration::from_secs(5));
+                    tokio::time::sleep(pause.min(wait)).await;
+                    continue;
+                }
+            };
+            let consumer = match self.consumer_of(&client).await {
+                Ok(c) => c,
+                Err(Err(refused)) => return Err(refused),
+                Err(Ok(())) => continue,
+            };
+            if let Some(jobs) = self.jobs.take() {
+                tokio::spawn(ack::run(
+                    client,
+                    self.in_flight.clone(),
+                    self.opts.consumer.ack_wait,
+                    self.what.clone(),
+                    jobs,
+                ));
+            }
+            self.reach.mark_reached();
+            self.retry.succeed();
+            info!(source = %self.what, url = %self.opts.url, "consuming");
+            self.live = Some(Live { consumer, batch: None });
+        }
+        Ok(self.live.as_mut().expect("set above"))
+    }
+
+    /// The durable consumer; `Err(Ok(()))` to try again (paused already), `Err(Err(_))` when
+    /// the server refused.
+    async fn consumer_of(&mut self, client: &Client) -> Result<PullConsumer, Result<(), SourceError>> {
+        let js = jetstream::new(client.clone());
+        let stream: Result<JsStream, String> = match &self.opts.create_stream {
+            Some(config) => {
+                let config = stream::Config {
+                    name: self.opts.stream.clone(),
+                    ..config.clone()
+                };
+                match js.create_or_update_stream(config).await {
+                    Ok(_) => js.get_stream(&self.opts.stream).await.map_err(|e| e.to_string()),
+                    Err(e) if matches!(e.kind(), context::CreateStreamErrorKind::JetStream(_)) => {
+                        return Err(Err(self.refused("creating the stream", e)));
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            None => match js.get_stream(&self.opts.stream).await {
+                Ok(s) => Ok(s),
+                Err(e) if matches!(e.kind(), context::GetStreamErrorKind::JetStream(_)) => {
+                    return Err(Err(self.refused("getting the stream", e)));
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        let stream = match stream {
+            Ok(s) => s,
+            Err(why) => {
+                self.reach.failed(Some(why.clone()));
+                let _ = self.pause(&why).await;
+                return Err(Ok(()));
+            }
+        };
+        let config = pull::Config {
+            durable_name: Some(self.opts.durable.clone()),
+            ack_policy: AckPolicy::Explicit,
+            ..self.opts.consumer.clone()
+        };
+        match stream.get_or_create_consumer(&self.opts.durable, config).await {
+            Ok(c) => Ok(c),
+            Err(e) if matches!(e.kind(), stream::ConsumerErrorKind::JetStream(_)) => {
+                Err(Err(self.refused("creating the consumer", e)))
+            }
+            Err(e) => {
+                let why = e.to_string();
+                let _ = self.pause(&why).await;
+                Err(Ok(()))
+            }
+        }
+    }
+
+    fn message(&self, m: jetstream::Message) -> Option<Message<NatsMessage>> {
+        let info = m.info().ok()?;
+        let meta = JetStreamMetadata {
+            stream: self.stream.clone(),
+            consumer: self.consumer.clone(),
+            stream_sequence: info.stream_sequence,
+            consumer_sequence: info.consumer_sequence,
+            delivered: info.delivered,
+            published_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+        };
+        let reply = m.message.reply.clone()?;
+        let token = self.in_flight.add(reply, meta.delivered);
+        let last = self.opts.consumer.max_deliver > 0 && meta.delivered >= self.opts.consumer.max_deliver;
+        let mut message = Message::with_acker(NatsMessage::from_client(m.message), self.acker.clone(), token);
+        if !last && matches!(self.opts.on_failed, OnFailed::Nak { .. }) {
+            // Tried again by the consumer: the dead-letter route is for the last delivery.
+            message.configure_ack(OnFailure::Requeue);
+        }
+        message.put_origin(meta);
+        self.received.increment(1);
+        Some(message)
+    }
+
+    /// Takes what the pull under way has ready, up to `demand`, without waiting.
+    fn ready(&mut self, demand: usize, out: &mut Vec<Message<NatsMessage>>) {
+        while out.len() < demand {
+            let Some(live) = self.live.as_mut() else { return };
+            let Some(batch) = live.batch.as_mut() else { return };
+            match batch.next().now_or_never() {
+                Some(Some(Ok(m))) => out.extend(self.message(m)),
+                Some(Some(Err(e))) => {
+                    warn!(source = %self.what, error = %e, "pull failed");
+                    live.batch = None;
+                }
+                Some(None) => live.batch = None,
+                None => return,
+            }
+        }
+    }
+}
+
+impl Producer for JetStreamSource {
+    type Output = Message<NatsMessage>;
+
+    async fn handle_demand(&mut self, demand: usize) -> Result<Emit<Message<NatsMessage>>, BoxError> {
+        let mut out = Vec::new();
+        loop {
+            let (max_batch, wait) = (self.opts.max_batch, self.opts.fetch_wait);
+            let live = self.live().await?;
+            if live.batch.is_none() {
+                let asked = demand.clamp(1, max_batch);
+                match live.consumer.batch().max_messages(asked).expires(wait).messages().await {
+                    Ok(b) => live.batch = Some(b),
+                    Err(e) => {
+                        self.pause(&e.to_string()).await?;
+                        continue;
+                    }
+                }
+            }
+            let Some(batch) = self.live.as_mut().and_then(|l| l.batch.as_mut()) else {
+                continue;
+            };
+            // Cancel-safe: a message not yet taken stays in the pull's subscription.
+            match batch.next().await {
+                Some(Ok(m)) => {
+                    out.extend(self.message(m));
+                    self.ready(demand, &mut out);
+                    if !out.is_empty() {
+                        self.retry.succeed();
+                        return Ok(Emit::Events(out));
+                    }
+                }
+                Some(Err(e)) => {
+                    if let Some(l) = self.live.as_mut() {
+                        l.batch = None;
+                    }
+                    self.pause(&e.to_string()).await?;
+                }
+                None => {
+                    if let Some(l) = self.live.as_mut() {
+                        l.batch = None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn prepare_for_draining(&mut self) -> Vec<Message<NatsMessage>> {
+        let mut last = Vec::new();
+        let deadline = tokio::time::Instant::now() + self.opts.fetch_wait + Duration::from_secs(1);
+        // The pull under way may still bring messages the server counts as delivered: take
+        // them (it ends by its expiry at the latest) rather than leave them to the ack wait.
+        while let Some(batch) = self.live.as_mut().and_then(|l| l.batch.as_mut()) {
+            match tokio::time::timeout_at(deadline, batch.next()).await {
+                Ok(Some(Ok(m))) => last.extend(self.message(m)),
+                Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
+            }
+        }
+        if let Some(l) = self.live.as_mut() {
+            l.batch = None;
+        }
+        last
+    }
+}
+
+/// A [`Source`] of JetStream messages: what
+/// [`PipelineBuilder::source`](ferroway::pipeline::PipelineBuilder::source) takes. Made by
+/// [`JetStreamSource::factory`]. Every producer pulls from the same durable consumer (the
+/// server spreads the messages); when [`Pipeline::stop`](ferroway::pipeline::Pipeline::stop)
+/// returns, every ack is flushed to the server.
+pub struct JetStreamSourceFactory {
+    opts: Arc<JetStreamOptions>,
+    acks: Mutex<Vec<(mpsc::UnboundedSender<Job>, Arc<Reach>, Arc<InFlight>)>>,
+}
+
+impl std::fmt::Debug for JetStreamSourceFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamSourceFactory")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Source for JetStreamSourceFactory {
+    type Data = NatsMessage;
+    type Producer = JetStreamSource;
+
+    fn producer(&self, _index: usize) -> Result<JetStreamSource, BoxError> {
+        let source = JetStreamSource::start(self.opts.clone());
+        let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        // Those of replaced producers whose acknowledger is gone.
+        acks.retain(|(tx, _, _)| !tx.is_closed());
+        acks.push((source.ack_tx.clone(), source.reach.clone(), source.in_flight.clone()));
+        Ok(source)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        let acks = std::mem::take(&mut *self.acks.lock().unwrap_or_else(|p| p.into_inner()));
+        let flushed: Vec<_> = acks
+            .into_iter()
+            .filter_map(|(tx, _, _)| {
+                let (reply, done) = oneshot::channel();
+                tx.send(Job::Flush(reply)).is_ok().then_some(done)
+            })
+            .collect();
+        Box::pin(async move {
+            for done in flushed {
+                // A source that never connected has no task to answer.
+                let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
+            }
+        })
+    }
+
+    fn connected(&self) -> bool {
+        let acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        !acks.is_empty() && acks.iter().all(|(_, r, _)| r.reached())
+    }
+}
