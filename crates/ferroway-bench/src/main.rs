@@ -5,6 +5,7 @@ mod amqp;
 mod cli;
 mod file;
 mod kafka;
+mod nats;
 mod pipeline;
 mod redis;
 mod report;
@@ -24,6 +25,8 @@ const WORKLOADS: &[&str] = &[
     "kafka-sink",
     "amqp",
     "amqp-sink",
+    "nats",
+    "nats-sink",
     // Last: `ferroway run` installs the process's metrics recorder.
     "cli-file",
     "cli-transform",
@@ -64,6 +67,8 @@ fn main() -> ExitCode {
             "kafka-sink" => rt.block_on(kafka::run_sink()),
             "amqp" => vec![rt.block_on(amqp::run(false))],
             "amqp-sink" => vec![rt.block_on(amqp::run(true))],
+            "nats" => vec![rt.block_on(nats::run(false))],
+            "nats-sink" => vec![rt.block_on(nats::run(true))],
             "cli-file" => vec![rt.block_on(cli::run_file())],
             "cli-transform" => vec![rt.block_on(cli::run_transform())],
             _ => unreachable!("listed in WORKLOADS"),

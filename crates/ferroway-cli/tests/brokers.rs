@@ -1,12 +1,14 @@
 //! `ferroway run` against the real servers: Redis stream → Kafka topic, Kafka topic → file,
-//! RabbitMQ queue → RabbitMQ queue, kill -9 and SIGTERM of the process (ferroway-testkit), and
-//! two processes sharing a group. Needs Redis on 127.0.0.1:6379, RabbitMQ on 127.0.0.1:5672
-//! and a Kafka-API broker on 127.0.0.1:9092 (`./scripts/test` starts them).
+//! RabbitMQ queue → RabbitMQ queue, JetStream stream → file, kill -9 and SIGTERM of the process (ferroway-testkit), and
+//! two processes sharing a group. Needs Redis on 127.0.0.1:6379, RabbitMQ on 127.0.0.1:5672,
+//! nats-server -js on 127.0.0.1:4222 and a Kafka-API broker on 127.0.0.1:9092 (`./scripts/test` starts them).
 
 #[path = "../../ferroway-amqp/tests/support/mod.rs"]
 mod amqp;
 #[path = "../../ferroway-kafka/tests/common/mod.rs"]
 mod kafka;
+#[path = "../../ferroway-nats/tests/support/mod.rs"]
+mod nats;
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
@@ -190,6 +192,67 @@ batch_size = 100
         assert_eq!(rabbit.ready(&from).await, 0, "every message acked once published");
         rabbit.delete(&from).await;
         rabbit.delete(&to).await;
+    });
+}
+
+#[test]
+fn jetstream_stream_to_file_with_a_step_and_every_message_acked() {
+    let stream = nats::unique("cli-js").replace('-', "_").to_uppercase();
+    let n = 500u64;
+    block_on(async {
+        let c = nats::client().await;
+        nats::stream(&c, &stream).await;
+        nats::publish_range(&c, &format!("{stream}.orders"), 0, n).await;
+    });
+    let dir = Scratch::new("nats-file");
+    let file = dir.write(
+        "archive.toml",
+        &format!(
+            r#"
+[sources.orders]
+type = "nats"
+url = "{url}"
+stream = "{stream}"
+consumer = "archiver"
+
+[[steps]]
+map = '{{n: .}}'
+
+[sinks.file]
+type = "file"
+path = "{out}"
+batch_size = 100
+"#,
+            url = nats::url(),
+            out = dir.path("out.ndjson").display()
+        ),
+    );
+    let child = ferroway(&dir.0)
+        .args(["run", "--progress", "off", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(60, "every message in the file", || {
+        dir.lines("out.ndjson").len() as u64 >= n
+    });
+    signal(child.id(), "TERM");
+    let out = wait_output(child, 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut seen = BTreeMap::new();
+    for line in dir.lines("out.ndjson") {
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        *seen.entry(v["n"].as_u64().unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len() as u64, n, "every message reached the file");
+    assert!(seen.values().all(|&c| c == 1), "none twice");
+    block_on(async {
+        let c = nats::client().await;
+        assert_eq!(
+            nats::consumer_state(&c, &stream, "archiver").await,
+            (0, 0),
+            "every message acked"
+        );
+        nats::delete_stream(&c, &stream).await;
     });
 }
 

@@ -54,7 +54,7 @@ impl NatsMessage {
 
     pub(crate) fn from_client(m: async_nats::Message) -> Self {
         NatsMessage {
-            subject: m.subject.to_string(),
+            subject: String::from(m.subject.as_str()),
             payload: m.payload,
             headers: m.headers.as_ref().map(headers_of).unwrap_or_default(),
             reply: m.reply.map(|r| r.to_string()),

@@ -169,7 +169,8 @@ impl JetStreamOptions {
     }
 
     /// The consumer settings a source uses unless told otherwise: ack wait 30 s, max deliver
-    /// 5, deliver all — a base for [`consumer`](Self::consumer).
+    /// 5, deliver all, 20,000 acks pending at most (the server's default, 1,000, would stall
+    /// pulls while a pipeline's demand holds more) — a base for [`consumer`](Self::consumer).
     ///
     /// ```
     /// use std::time::Duration;
@@ -182,6 +183,7 @@ impl JetStreamOptions {
         pull::Config {
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
+            max_ack_pending: 20_000,
             ..Default::default()
         }
     }

@@ -25,15 +25,35 @@ struct Pending {
     touched: Instant,
 }
 
+/// Tokens are sequential numbers: they need no hashing.
+#[derive(Default)]
+struct Identity(u64);
+
+impl std::hash::Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Table = HashMap<u64, Pending, std::hash::BuildHasherDefault<Identity>>;
+
 /// The messages in flight, by token.
 #[derive(Default)]
 pub(crate) struct InFlight {
-    map: Mutex<HashMap<u64, Pending>>,
+    map: Mutex<Table>,
     next: AtomicU64,
 }
 
 impl InFlight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -4,7 +4,7 @@
 //! ```no_run
 //! use ferroway_nats::jetstream::{ConsumerConfig, StreamConfig, ensure_consumer, ensure_stream};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn run() -> Result<(), ferroway::BoxError> {
 //! let client = async_nats::connect("127.0.0.1:4222").await?;
 //! let stream = ensure_stream(&client, StreamConfig {
 //!     name: "ORDERS".into(),

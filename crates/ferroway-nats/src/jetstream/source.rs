@@ -79,8 +79,20 @@ pub struct JetStreamSource {
 
 struct Live {
     consumer: PullConsumer,
-    batch: Option<pull::Batch>,
+    /// Pulls under way, oldest first, with how many messages each may still bring: the
+    /// server answers them in order. Two at most, so the next is asked for while the
+    /// pipeline works on the last (never more in all than the demand).
+    pulls: std::collections::VecDeque<(pull::Batch, usize)>,
 }
+
+impl Live {
+    fn owed(&self) -> usize {
+        self.pulls.iter().map(|p| p.1).sum()
+    }
+}
+
+/// Pulls under way at once, at most.
+const PULLS: usize = 2;
 
 impl std::fmt::Debug for JetStreamSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -209,7 +221,10 @@ impl JetStreamSource {
             self.reach.mark_reached();
             self.retry.succeed();
             info!(source = %self.what, url = %self.opts.url, "consuming");
-            self.live = Some(Live { consumer, batch: None });
+            self.live = Some(Live {
+                consumer,
+                pulls: Default::default(),
+            });
         }
         Ok(self.live.as_mut().expect("set above"))
     }
@@ -266,7 +281,7 @@ impl JetStreamSource {
         }
     }
 
-    fn message(&self, m: jetstream::Message) -> Option<Message<NatsMessage>> {
+    fn message(&self, mut m: jetstream::Message) -> Option<Message<NatsMessage>> {
         let info = m.info().ok()?;
         let meta = JetStreamMetadata {
             stream: self.stream.clone(),
@@ -276,7 +291,8 @@ impl JetStreamSource {
             delivered: info.delivered,
             published_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
         };
-        let reply = m.message.reply.clone()?;
+        // The reply subject is the ack address, kept in the in-flight table, not in the data.
+        let reply = m.message.reply.take()?;
         let token = self.in_flight.add(reply, meta.delivered);
         let last = self.opts.consumer.max_deliver > 0 && meta.delivered >= self.opts.consumer.max_deliver;
         let mut message = Message::with_acker(NatsMessage::from_client(m.message), self.acker.clone(), token);
@@ -289,18 +305,25 @@ impl JetStreamSource {
         Some(message)
     }
 
-    /// Takes what the pull under way has ready, up to `demand`, without waiting.
+    /// Takes what the oldest pull has ready, up to `demand`, without waiting.
     fn ready(&mut self, demand: usize, out: &mut Vec<Message<NatsMessage>>) {
         while out.len() < demand {
             let Some(live) = self.live.as_mut() else { return };
-            let Some(batch) = live.batch.as_mut() else { return };
+            let Some((batch, owed)) = live.pulls.front_mut() else {
+                return;
+            };
             match batch.next().now_or_never() {
-                Some(Some(Ok(m))) => out.extend(self.message(m)),
+                Some(Some(Ok(m))) => {
+                    *owed = owed.saturating_sub(1);
+                    out.extend(self.message(m));
+                }
                 Some(Some(Err(e))) => {
                     warn!(source = %self.what, error = %e, "pull failed");
-                    live.batch = None;
+                    live.pulls.pop_front();
                 }
-                Some(None) => live.batch = None,
+                Some(None) => {
+                    live.pulls.pop_front();
+                }
                 None => return,
             }
         }
@@ -315,22 +338,25 @@ impl Producer for JetStreamSource {
         loop {
             let (max_batch, wait) = (self.opts.max_batch, self.opts.fetch_wait);
             let live = self.live().await?;
-            if live.batch.is_none() {
-                let asked = demand.clamp(1, max_batch);
+            // Ask for what the demand leaves uncovered by the pulls under way.
+            let uncovered = demand.saturating_sub(live.owed());
+            if live.pulls.len() < PULLS && (uncovered > 0 || live.pulls.is_empty()) {
+                let asked = uncovered.clamp(1, max_batch);
                 match live.consumer.batch().max_messages(asked).expires(wait).messages().await {
-                    Ok(b) => live.batch = Some(b),
+                    Ok(b) => live.pulls.push_back((b, asked)),
                     Err(e) => {
                         self.pause(&e.to_string()).await?;
                         continue;
                     }
                 }
             }
-            let Some(batch) = self.live.as_mut().and_then(|l| l.batch.as_mut()) else {
+            let Some((batch, owed)) = self.live.as_mut().and_then(|l| l.pulls.front_mut()) else {
                 continue;
             };
             // Cancel-safe: a message not yet taken stays in the pull's subscription.
             match batch.next().await {
                 Some(Ok(m)) => {
+                    *owed = owed.saturating_sub(1);
                     out.extend(self.message(m));
                     self.ready(demand, &mut out);
                     if !out.is_empty() {
@@ -340,13 +366,13 @@ impl Producer for JetStreamSource {
                 }
                 Some(Err(e)) => {
                     if let Some(l) = self.live.as_mut() {
-                        l.batch = None;
+                        l.pulls.pop_front();
                     }
                     self.pause(&e.to_string()).await?;
                 }
                 None => {
                     if let Some(l) = self.live.as_mut() {
-                        l.batch = None;
+                        l.pulls.pop_front();
                     }
                 }
             }
@@ -356,16 +382,22 @@ impl Producer for JetStreamSource {
     async fn prepare_for_draining(&mut self) -> Vec<Message<NatsMessage>> {
         let mut last = Vec::new();
         let deadline = tokio::time::Instant::now() + self.opts.fetch_wait + Duration::from_secs(1);
-        // The pull under way may still bring messages the server counts as delivered: take
-        // them (it ends by its expiry at the latest) rather than leave them to the ack wait.
-        while let Some(batch) = self.live.as_mut().and_then(|l| l.batch.as_mut()) {
+        // The pulls under way may still bring messages the server counts as delivered: take
+        // them (they end by their expiry at the latest) rather than leave them to the ack
+        // wait.
+        while let Some((batch, _)) = self.live.as_mut().and_then(|l| l.pulls.front_mut()) {
             match tokio::time::timeout_at(deadline, batch.next()).await {
                 Ok(Some(Ok(m))) => last.extend(self.message(m)),
-                Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
+                Ok(Some(Err(_))) | Ok(None) => {
+                    if let Some(l) = self.live.as_mut() {
+                        l.pulls.pop_front();
+                    }
+                }
+                Err(_) => break,
             }
         }
         if let Some(l) = self.live.as_mut() {
-            l.batch = None;
+            l.pulls.clear();
         }
         last
     }
@@ -378,7 +410,8 @@ impl Producer for JetStreamSource {
 /// returns, every ack is flushed to the server.
 pub struct JetStreamSourceFactory {
     opts: Arc<JetStreamOptions>,
-    acks: Mutex<Vec<(mpsc::UnboundedSender<Job>, Arc<Reach>, Arc<InFlight>)>>,
+    /// Each producer's acknowledgement queue and reach.
+    acks: Mutex<Vec<(mpsc::UnboundedSender<Job>, Arc<Reach>)>>,
 }
 
 impl std::fmt::Debug for JetStreamSourceFactory {
@@ -397,8 +430,8 @@ impl Source for JetStreamSourceFactory {
         let source = JetStreamSource::start(self.opts.clone());
         let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
         // Those of replaced producers whose acknowledger is gone.
-        acks.retain(|(tx, _, _)| !tx.is_closed());
-        acks.push((source.ack_tx.clone(), source.reach.clone(), source.in_flight.clone()));
+        acks.retain(|(tx, _)| !tx.is_closed());
+        acks.push((source.ack_tx.clone(), source.reach.clone()));
         Ok(source)
     }
 
@@ -406,7 +439,7 @@ impl Source for JetStreamSourceFactory {
         let acks = std::mem::take(&mut *self.acks.lock().unwrap_or_else(|p| p.into_inner()));
         let flushed: Vec<_> = acks
             .into_iter()
-            .filter_map(|(tx, _, _)| {
+            .filter_map(|(tx, _)| {
                 let (reply, done) = oneshot::channel();
                 tx.send(Job::Flush(reply)).is_ok().then_some(done)
             })
@@ -421,6 +454,6 @@ impl Source for JetStreamSourceFactory {
 
     fn connected(&self) -> bool {
         let acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-        !acks.is_empty() && acks.iter().all(|(_, r, _)| r.reached())
+        !acks.is_empty() && acks.iter().all(|(_, r)| r.reached())
     }
 }
