@@ -358,6 +358,9 @@ impl Producer for JetStreamSource {
                 Some(Ok(m)) => {
                     *owed = owed.saturating_sub(1);
                     out.extend(self.message(m));
+                    // Let the connection hand over what else has arrived: one larger emit
+                    // costs the pipeline less than many small ones.
+                    tokio::task::yield_now().await;
                     self.ready(demand, &mut out);
                     if !out.is_empty() {
                         self.retry.succeed();
