@@ -345,3 +345,28 @@ async fn a_server_restart_mid_stream_loses_nothing() {
         counts.values().filter(|&&n| n > 1).count()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_fails_the_pipeline_with_its_url_and_a_missing_stream_is_refused() {
+    let started = tokio::time::Instant::now();
+    let opts = JetStreamOptions::new("nats://app:s3cret@127.0.0.1:1", "S", "d").connect_timeout(Duration::from_secs(2));
+    let p = start(Recorder::default(), opts).await;
+    let e = tokio::time::timeout(Duration::from_secs(60), p.join())
+        .await
+        .expect("the pipeline fails instead of retrying forever")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("could not reach nats://app:***@127.0.0.1:1 within"), "{e}");
+    assert!(!e.contains("s3cret"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+
+    let missing = unique("missing");
+    let p = start(Recorder::default(), JetStreamOptions::new(url(), &missing, "d")).await;
+    let e = tokio::time::timeout(Duration::from_secs(60), p.join())
+        .await
+        .expect("a missing stream fails the pipeline")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("getting the stream refused"), "{e}");
+    assert!(e.contains("stream not found"), "{e}");
+}
