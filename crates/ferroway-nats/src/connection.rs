@@ -3,8 +3,11 @@
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
+use ferroway::resilience::{Backoff, Reach};
+use ferroway::telemetry::LogThrottle;
 use tracing::{info, warn};
 
+use crate::error::SourceError;
 use crate::options::NatsUrl;
 
 /// Connects to `url` (failing at once when no server answers: the caller retries, bounded by
@@ -36,4 +39,41 @@ pub(crate) async fn connect(url: &NatsUrl, name: &str, subscription_capacity: us
         .connect(url.expose())
         .await
         .map_err(|e| url.redact_in(&e.to_string()))
+}
+
+/// Connects for a source, retrying with backoff, until `reach` says `timeout` has passed
+/// without a server ever answering: then the source fails with an error naming the URL
+/// (`what`: the stream and consumer, or the subjects).
+pub(crate) async fn connect_within(
+    url: &NatsUrl,
+    name: &str,
+    subscription_capacity: usize,
+    reach: &Reach,
+    timeout: Duration,
+    what: &str,
+) -> Result<Client, SourceError> {
+    let mut retry = Backoff::exponential(Duration::from_millis(100))
+        .cap(Duration::from_secs(5))
+        .stateful();
+    let outage = LogThrottle::new(Duration::from_secs(10));
+    loop {
+        let Some(wait) = reach.wait(timeout, Duration::MAX) else {
+            return Err(SourceError::Unreachable {
+                what: what.to_owned(),
+                url: url.redacted(),
+                waited: reach.waited(),
+                last_error: reach.last_error(),
+            });
+        };
+        match connect(url, name, subscription_capacity).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                reach.failed(Some(e.clone()));
+                if let Some(suppressed) = outage.allow() {
+                    warn!(source = what, url = %url, error = %e, suppressed, "waiting for NATS");
+                }
+                tokio::time::sleep(retry.fail().unwrap_or(Duration::from_secs(5)).min(wait)).await;
+            }
+        }
+    }
 }

@@ -87,16 +87,11 @@ impl SubscriptionSource {
             .cap(Duration::from_secs(5))
             .stateful();
         while self.subscriptions.is_none() {
-            let Some(wait) = self.reach.wait(self.opts.connect_timeout, Duration::MAX) else {
-                return Err(SourceError::Unreachable {
-                    what: self.what.clone(),
-                    url: self.opts.url.redacted(),
-                    waited: self.reach.waited(),
-                    last_error: self.reach.last_error(),
-                });
-            };
+            let (url, name, timeout) = (&self.opts.url, &self.opts.name, self.opts.connect_timeout);
+            let client =
+                crate::connection::connect_within(url, name, self.opts.buffer, &self.reach, timeout, &self.what)
+                    .await?;
             let subscribed = async {
-                let client = crate::connection::connect(&self.opts.url, &self.opts.name, self.opts.buffer).await?;
                 let mut all = SelectAll::new();
                 for s in &self.opts.subjects {
                     let sub = match &self.opts.queue_group {
@@ -118,8 +113,8 @@ impl SubscriptionSource {
                 }
                 Err(e) => {
                     self.reach.failed(Some(e.clone()));
-                    warn!(subjects = %self.what, url = %self.opts.url, error = %e, "waiting for NATS");
-                    tokio::time::sleep(retry.fail().unwrap_or(Duration::from_secs(5)).min(wait)).await;
+                    warn!(subjects = %self.what, url = %self.opts.url, error = %e, "subscribing failed; trying again");
+                    tokio::time::sleep(retry.fail().unwrap_or(Duration::from_secs(5))).await;
                 }
             }
         }

@@ -151,14 +151,40 @@ fn name(kind: &AckKind) -> &'static str {
     }
 }
 
-/// Sends acknowledgements until every sender is gone, and `+WPI` for slow messages.
+/// Sends acknowledgements until every sender is gone, and `+WPI` for slow messages. Started
+/// with its source; until the source has connected (and `client` arrives) no message exists,
+/// so a flush is answered at once.
 pub(crate) async fn run(
-    client: Client,
+    client: oneshot::Receiver<Client>,
     in_flight: Arc<InFlight>,
     ack_wait: Duration,
     source: String,
     mut rx: mpsc::UnboundedReceiver<Job>,
 ) {
+    tokio::pin!(client);
+    let client = loop {
+        tokio::select! {
+            c = &mut client => match c {
+                Ok(c) => break c,
+                // The source is gone without ever connecting.
+                Err(_) => {
+                    while let Some(job) = rx.recv().await {
+                        if let Job::Flush(reply) = job {
+                            let _ = reply.send(());
+                        }
+                    }
+                    return;
+                }
+            },
+            job = rx.recv() => match job {
+                Some(Job::Flush(reply)) => {
+                    let _ = reply.send(());
+                }
+                Some(Job::Send(_)) => {}
+                None => return,
+            },
+        }
+    };
     let every = (ack_wait / 3).max(Duration::from_millis(50));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

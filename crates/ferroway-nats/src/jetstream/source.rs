@@ -36,8 +36,8 @@ use crate::options::{JetStreamOptions, OnFailed};
 ///   `+WPI` (work in progress), so it is not redelivered while it runs.
 /// - **Outages:** the client reconnects by itself; pulls resume, and messages whose ack was
 ///   lost are redelivered after their ack wait — at-least-once.
-/// - **Stop:** the pull under way is finished (at most [`fetch_wait`](JetStreamOptions::fetch_wait))
-///   and its messages processed; the pipeline's stop returns once every ack is flushed.
+/// - **Stop:** the pulls under way are finished (they end by [`fetch_wait`](JetStreamOptions::fetch_wait))
+///   and their messages processed; the pipeline's stop returns once every ack is flushed.
 ///
 /// ```no_run
 /// use ferroway::pipeline::{Handler, Message, Pipeline};
@@ -66,7 +66,8 @@ pub struct JetStreamSource {
     live: Option<Live>,
     in_flight: Arc<InFlight>,
     acker: Arc<dyn Acknowledger>,
-    jobs: Option<mpsc::UnboundedReceiver<Job>>,
+    /// Hands the acknowledger's task its client once connected.
+    client: Option<oneshot::Sender<Client>>,
     ack_tx: mpsc::UnboundedSender<Job>,
     reach: Arc<Reach>,
     retry: StatefulBackoff,
@@ -90,6 +91,9 @@ impl Live {
         self.pulls.iter().map(|p| p.1).sum()
     }
 }
+
+/// How long past `fetch_wait` a stop waits for the pulls under way to end.
+const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 
 /// Pulls under way at once, at most.
 const PULLS: usize = 2;
@@ -135,6 +139,7 @@ impl JetStreamSource {
     fn start(opts: Arc<JetStreamOptions>) -> Self {
         let in_flight = Arc::new(InFlight::default());
         let (ack_tx, jobs) = mpsc::unbounded_channel();
+        let (client_tx, client_rx) = oneshot::channel();
         let max_deliver = opts.consumer.max_deliver;
         let acker: Arc<dyn Acknowledger> = Arc::new(JsAcker {
             in_flight: in_flight.clone(),
@@ -144,6 +149,13 @@ impl JetStreamSource {
         });
         let what = format!("{}/{}", opts.stream, opts.durable);
         let reach = Reach::of(&format!("nats\n{}\n{what}", opts.url.expose()));
+        tokio::spawn(ack::run(
+            client_rx,
+            in_flight.clone(),
+            opts.consumer.ack_wait,
+            what.clone(),
+            jobs,
+        ));
         JetStreamSource {
             received: metrics::counter!(crate::metrics::RECEIVED, "source" => what.clone()),
             stream: opts.stream.as_str().into(),
@@ -153,7 +165,7 @@ impl JetStreamSource {
                 .stateful(),
             outage: LogThrottle::new(Duration::from_secs(10)),
             live: None,
-            jobs: Some(jobs),
+            client: Some(client_tx),
             in_flight,
             acker,
             ack_tx,
@@ -172,51 +184,28 @@ impl JetStreamSource {
         }
     }
 
-    async fn pause(&mut self, why: &str) -> Result<(), SourceError> {
+    async fn pause(&mut self, why: &str) {
         if let Some(suppressed) = self.outage.allow() {
             warn!(source = %self.what, url = %self.opts.url, error = why, suppressed, "waiting for NATS");
         }
         let pause = self.retry.fail().unwrap_or(Duration::from_secs(5));
         tokio::time::sleep(pause).await;
-        Ok(())
     }
 
     /// The consumer, connecting and making sure stream and consumer exist first.
     async fn live(&mut self) -> Result<&mut Live, SourceError> {
         while self.live.is_none() {
-            let Some(wait) = self.reach.wait(self.opts.connect_timeout, Duration::MAX) else {
-                return Err(SourceError::Unreachable {
-                    what: self.what.clone(),
-                    url: self.opts.url.redacted(),
-                    waited: self.reach.waited(),
-                    last_error: self.reach.last_error(),
-                });
-            };
-            let client = match crate::connection::connect(&self.opts.url, &self.opts.name, 1024).await {
-                Ok(c) => c,
-                Err(e) => {
-                    self.reach.failed(Some(e.clone()));
-                    if let Some(suppressed) = self.outage.allow() {
-                        warn!(source = %self.what, url = %self.opts.url, error = %e, suppressed, "waiting for NATS");
-                    }
-                    let pause = self.retry.fail().unwrap_or(Duration::from_secs(5));
-                    tokio::time::sleep(pause.min(wait)).await;
-                    continue;
-                }
-            };
+            let (url, name, timeout) = (&self.opts.url, &self.opts.name, self.opts.connect_timeout);
+            let client = crate::connection::connect_within(url, name, 1024, &self.reach, timeout, &self.what).await?;
             let consumer = match self.consumer_of(&client).await {
                 Ok(c) => c,
                 Err(Err(refused)) => return Err(refused),
                 Err(Ok(())) => continue,
             };
-            if let Some(jobs) = self.jobs.take() {
-                tokio::spawn(ack::run(
-                    client,
-                    self.in_flight.clone(),
-                    self.opts.consumer.ack_wait,
-                    self.what.clone(),
-                    jobs,
-                ));
+            // The acknowledger's task sends on the first connection's client (it reconnects by
+            // itself); later connections after a refused consumer are only for pulling.
+            if let Some(tx) = self.client.take() {
+                let _ = tx.send(client);
             }
             self.reach.mark_reached();
             self.retry.succeed();
@@ -259,7 +248,7 @@ impl JetStreamSource {
             Ok(s) => s,
             Err(why) => {
                 self.reach.failed(Some(why.clone()));
-                let _ = self.pause(&why).await;
+                self.pause(&why).await;
                 return Err(Ok(()));
             }
         };
@@ -275,7 +264,7 @@ impl JetStreamSource {
             }
             Err(e) => {
                 let why = e.to_string();
-                let _ = self.pause(&why).await;
+                self.pause(&why).await;
                 Err(Ok(()))
             }
         }
@@ -345,7 +334,7 @@ impl Producer for JetStreamSource {
                 match live.consumer.batch().max_messages(asked).expires(wait).messages().await {
                     Ok(b) => live.pulls.push_back((b, asked)),
                     Err(e) => {
-                        self.pause(&e.to_string()).await?;
+                        self.pause(&e.to_string()).await;
                         continue;
                     }
                 }
@@ -371,7 +360,7 @@ impl Producer for JetStreamSource {
                     if let Some(l) = self.live.as_mut() {
                         l.pulls.pop_front();
                     }
-                    self.pause(&e.to_string()).await?;
+                    self.pause(&e.to_string()).await;
                 }
                 None => {
                     if let Some(l) = self.live.as_mut() {
@@ -384,7 +373,9 @@ impl Producer for JetStreamSource {
 
     async fn prepare_for_draining(&mut self) -> Vec<Message<NatsMessage>> {
         let mut last = Vec::new();
-        let deadline = tokio::time::Instant::now() + self.opts.fetch_wait + Duration::from_secs(1);
+        // The server ends each pull by its expiry; the margin is for a loaded machine, where
+        // giving up early would leave a pull's messages to their ack wait.
+        let deadline = tokio::time::Instant::now() + self.opts.fetch_wait + DRAIN_MARGIN;
         // The pulls under way may still bring messages the server counts as delivered: take
         // them (they end by their expiry at the latest) rather than leave them to the ack
         // wait.
@@ -396,7 +387,10 @@ impl Producer for JetStreamSource {
                         l.pulls.pop_front();
                     }
                 }
-                Err(_) => break,
+                Err(_) => {
+                    warn!(source = %self.what, "a pull did not end by its expiry; its messages come back after the ack wait");
+                    break;
+                }
             }
         }
         if let Some(l) = self.live.as_mut() {
@@ -449,8 +443,7 @@ impl Source for JetStreamSourceFactory {
             .collect();
         Box::pin(async move {
             for done in flushed {
-                // A source that never connected has no task to answer.
-                let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
+                let _ = done.await;
             }
         })
     }
