@@ -1,11 +1,11 @@
 //! The source: a queue consumer as pipeline producers.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferroway::BoxError;
-use ferroway::connector::Source;
+use ferroway::connector::{Producers, Source};
 use ferroway::pipeline::{Acknowledger, BoxFuture, Message};
 use ferroway::resilience::Reach;
 use ferroway::stage::{Emit, Producer};
@@ -104,7 +104,7 @@ impl AmqpSource {
         opts.validate()?;
         Ok(AmqpSourceFactory {
             opts: Arc::new(opts),
-            sessions: Mutex::default(),
+            producers: Producers::new(Cmd::Close),
         })
     }
 
@@ -215,7 +215,7 @@ impl Producer for AmqpSource {
 pub struct AmqpSourceFactory {
     opts: Arc<SourceOptions>,
     /// The sessions of the producers made: closed at the pipeline's stop.
-    sessions: Mutex<Vec<(mpsc::UnboundedSender<Cmd>, Arc<Reach>)>>,
+    producers: Producers<Cmd>,
 }
 
 impl std::fmt::Debug for AmqpSourceFactory {
@@ -239,32 +239,16 @@ impl Source for AmqpSourceFactory {
 
     fn producer(&self, index: usize) -> Result<AmqpSource, BoxError> {
         let source = AmqpSource::start(Arc::new(self.opts.for_slot(index)));
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        // Those of replaced producers whose messages are all settled.
-        sessions.retain(|(tx, _)| !tx.is_closed());
-        sessions.push((source.cmds.clone(), source.reach.clone()));
+        self.producers.add(source.cmds.clone(), source.reach.clone());
         Ok(source)
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
-        let sessions = std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|p| p.into_inner()));
-        let closing: Vec<_> = sessions
-            .into_iter()
-            .filter_map(|(tx, _)| {
-                let (reply, closed) = oneshot::channel();
-                tx.send(Cmd::Close(reply)).is_ok().then_some(closed)
-            })
-            .collect();
-        Box::pin(async move {
-            for closed in closing {
-                let _ = closed.await;
-            }
-        })
+        self.producers.finish()
     }
 
     /// Whether every producer's connection has reached the broker.
     fn connected(&self) -> bool {
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        !sessions.is_empty() && sessions.iter().all(|(_, r)| r.reached())
+        self.producers.connected()
     }
 }

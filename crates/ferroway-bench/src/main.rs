@@ -4,11 +4,14 @@
 mod amqp;
 mod cli;
 mod file;
+mod http_ingest;
 mod kafka;
 mod nats;
 mod pipeline;
 mod redis;
 mod report;
+mod sqs;
+mod sse;
 mod stage;
 
 use std::process::ExitCode;
@@ -27,6 +30,10 @@ const WORKLOADS: &[&str] = &[
     "amqp-sink",
     "nats",
     "nats-sink",
+    "sqs",
+    "sqs-sink",
+    "sse",
+    "http-ingest",
     // Last: `ferroway run` installs the process's metrics recorder.
     "cli-file",
     "cli-transform",
@@ -45,6 +52,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Warnings from the connectors (a broker unreachable, a call retried) on stderr, beside
+    // the JSON lines on stdout; `RUST_LOG` for more.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -69,6 +82,10 @@ fn main() -> ExitCode {
             "amqp-sink" => vec![rt.block_on(amqp::run(true))],
             "nats" => vec![rt.block_on(nats::run(false))],
             "nats-sink" => vec![rt.block_on(nats::run(true))],
+            "sqs" => vec![rt.block_on(sqs::run(false))],
+            "sqs-sink" => vec![rt.block_on(sqs::run(true))],
+            "sse" => vec![rt.block_on(sse::run())],
+            "http-ingest" => vec![rt.block_on(http_ingest::run())],
             "cli-file" => vec![rt.block_on(cli::run_file())],
             "cli-transform" => vec![rt.block_on(cli::run_transform())],
             _ => unreachable!("listed in WORKLOADS"),

@@ -106,6 +106,15 @@ impl Registry {
         #[cfg(feature = "nats")]
         r.source::<ferroway_nats::NatsSourceConfig>()
             .sink::<ferroway_nats::NatsSinkConfig>();
+        #[cfg(feature = "sqs")]
+        r.source::<ferroway_sqs::SqsSourceConfig>()
+            .sink::<ferroway_sqs::SqsSinkConfig>();
+        #[cfg(feature = "http")]
+        r.source::<ferroway_http::config::SseSourceConfig>()
+            .source::<ferroway_http::config::NdjsonSourceConfig>()
+            .source::<ferroway_http::config::PollSourceConfig>()
+            .source::<ferroway_http::config::IngestSourceConfig>()
+            .sink::<ferroway_http::config::HttpSinkConfig>();
         r
     }
 

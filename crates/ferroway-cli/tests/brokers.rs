@@ -9,6 +9,8 @@ mod amqp;
 mod kafka;
 #[path = "../../ferroway-nats/tests/support/mod.rs"]
 mod nats;
+#[path = "../../ferroway-sqs/tests/support/mod.rs"]
+mod sqs;
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
@@ -253,6 +255,68 @@ batch_size = 100
             "every message acked"
         );
         nats::delete_stream(&c, &stream).await;
+    });
+}
+
+#[test]
+fn sqs_queue_to_file_with_a_step_and_every_message_deleted() {
+    let n = 200u64;
+    let url = block_on(async {
+        let c = sqs::client().await;
+        let url = sqs::queue(&c, &sqs::unique("cli"), &[]).await;
+        sqs::send_range(&c, &url, 0, n).await;
+        url
+    });
+    let dir = Scratch::new("sqs-file");
+    let file = dir.write(
+        "archive.toml",
+        &format!(
+            r#"
+[sources.orders]
+type = "sqs"
+queue_url = "{url}"
+region = "us-east-1"
+credentials = {{ access_key_id = "test", secret_access_key = "test" }}
+wait_time = "1s"
+
+[[steps]]
+map = '{{n: .}}'
+
+[sinks.file]
+type = "file"
+path = "{out}"
+batch_size = 10
+"#,
+            out = dir.path("out.ndjson").display()
+        ),
+    );
+    let child = ferroway(&dir.0)
+        .args(["run", "--progress", "off", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(60, "every message in the file", || {
+        dir.lines("out.ndjson").len() as u64 >= n
+    });
+    signal(child.id(), "TERM");
+    let out = wait_output(child, 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut seen = BTreeMap::new();
+    for line in dir.lines("out.ndjson") {
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        *seen.entry(v["n"].as_u64().unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len() as u64, n, "every message reached the file");
+    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "none twice, but (n, times): {twice:?}\n{}",
+        stderr(&out)
+    );
+    block_on(async {
+        let c = sqs::client().await;
+        assert_eq!(sqs::counts(&c, &url).await, (0, 0), "every message deleted");
+        sqs::delete_queue(&c, &url).await;
     });
 }
 

@@ -156,11 +156,22 @@ fn connectors_lists_every_compiled_in_type_with_its_options() {
     let out = run(&dir.0, &["connectors"], 30);
     let text = stdout(&out);
     assert!(out.status.success());
-    for t in ["file", "stdin", "generator", "stdout", "kafka", "redis", "amqp", "nats"] {
+    for t in [
+        "file",
+        "stdin",
+        "generator",
+        "stdout",
+        "kafka",
+        "redis",
+        "amqp",
+        "nats",
+        "sqs",
+    ] {
         assert!(text.contains(&format!("type = \"{t}\"")), "{t} missing:\n{text}");
     }
     assert!(text.contains("checkpoint_dir"), "{text}");
     assert!(text.contains("prefetch_count = 100"), "{text}");
+    assert!(text.contains("max_receives = 4"), "{text}");
 }
 
 #[test]

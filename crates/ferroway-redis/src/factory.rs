@@ -1,12 +1,11 @@
 //! The source as a pipeline sees it: producers per slot, and a close that waits for the last
 //! `XACK`s.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ferroway::BoxError;
-use ferroway::connector::Source;
+use ferroway::connector::{Producers, Source};
 use ferroway::pipeline::BoxFuture;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::ack::AckCmd;
 use crate::entry::Entry;
@@ -14,7 +13,6 @@ use crate::error::OptionsError;
 use crate::options::SourceOptions;
 use crate::records::RedisRecords;
 use crate::source::RedisSource;
-use ferroway::resilience::Reach;
 
 /// A [`Source`] of Redis stream entries: what
 /// [`PipelineBuilder::source`](ferroway::pipeline::PipelineBuilder::source) takes. Made by
@@ -56,11 +54,9 @@ use ferroway::resilience::Reach;
 /// ```
 pub struct RedisSourceFactory {
     opts: Arc<SourceOptions>,
-    /// The acknowledgement tasks of the sources made, to close at the pipeline's stop.
-    acks: Mutex<Vec<mpsc::UnboundedSender<AckCmd>>>,
-    /// Whether each producer slot's consumer reached Redis (a restarted producer shares its
-    /// slot's record).
-    reaches: Mutex<Vec<Arc<Reach>>>,
+    /// The acknowledgement tasks of the sources made, to close at the pipeline's stop, and
+    /// whether each consumer reached Redis.
+    producers: Producers<AckCmd>,
 }
 
 impl std::fmt::Debug for RedisSourceFactory {
@@ -86,8 +82,7 @@ impl RedisSource {
         opts.validate()?;
         Ok(RedisSourceFactory {
             opts: Arc::new(opts),
-            acks: Mutex::default(),
-            reaches: Mutex::default(),
+            producers: Producers::new(AckCmd::Close),
         })
     }
 }
@@ -115,39 +110,17 @@ impl Source for RedisSourceFactory {
             i => Arc::new(self.opts.for_slot(i)),
         };
         let source = RedisSource::start(opts);
-        let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-        // Those of producers that were replaced and whose messages are all acknowledged.
-        acks.retain(|tx| !tx.is_closed());
-        acks.push(source.acknowledgements());
-        drop(acks);
-        let reach = source.reach();
-        let mut reaches = self.reaches.lock().unwrap_or_else(|p| p.into_inner());
-        if !reaches.iter().any(|r| Arc::ptr_eq(r, &reach)) {
-            reaches.push(reach);
-        }
+        self.producers.add(source.acknowledgements(), source.reach());
         Ok(source)
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
-        let acks = std::mem::take(&mut *self.acks.lock().unwrap_or_else(|p| p.into_inner()));
         // All at once: each may wait for Redis (to send its last XACKs, to leave the group).
-        let closing: Vec<_> = acks
-            .into_iter()
-            .filter_map(|tx| {
-                let (reply, closed) = oneshot::channel();
-                tx.send(AckCmd::Close(reply)).is_ok().then_some(closed)
-            })
-            .collect();
-        Box::pin(async move {
-            for closed in closing {
-                let _ = closed.await;
-            }
-        })
+        self.producers.finish()
     }
 
     /// Whether every consumer it made has reached Redis since it started.
     fn connected(&self) -> bool {
-        let reaches = self.reaches.lock().unwrap_or_else(|p| p.into_inner());
-        !reaches.is_empty() && reaches.iter().all(|r| r.reached())
+        self.producers.connected()
     }
 }

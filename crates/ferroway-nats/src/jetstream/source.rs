@@ -1,6 +1,6 @@
 //! The JetStream source: a durable pull consumer as pipeline producers.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
@@ -8,7 +8,7 @@ use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::stream::Stream as JsStream;
 use async_nats::jetstream::{self, context, stream};
 use ferroway::BoxError;
-use ferroway::connector::Source;
+use ferroway::connector::{Producers, Source};
 use ferroway::pipeline::{Acknowledger, BoxFuture, Message, OnFailure};
 use ferroway::resilience::{Reach, StatefulBackoff};
 use ferroway::stage::{Emit, Producer};
@@ -132,7 +132,7 @@ impl JetStreamSource {
         opts.validate()?;
         Ok(JetStreamSourceFactory {
             opts: Arc::new(opts),
-            acks: Mutex::default(),
+            producers: Producers::new(Job::Flush),
         })
     }
 
@@ -407,8 +407,7 @@ impl Producer for JetStreamSource {
 /// returns, every ack is flushed to the server.
 pub struct JetStreamSourceFactory {
     opts: Arc<JetStreamOptions>,
-    /// Each producer's acknowledgement queue and reach.
-    acks: Mutex<Vec<(mpsc::UnboundedSender<Job>, Arc<Reach>)>>,
+    producers: Producers<Job>,
 }
 
 impl std::fmt::Debug for JetStreamSourceFactory {
@@ -425,31 +424,15 @@ impl Source for JetStreamSourceFactory {
 
     fn producer(&self, _index: usize) -> Result<JetStreamSource, BoxError> {
         let source = JetStreamSource::start(self.opts.clone());
-        let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-        // Those of replaced producers whose acknowledger is gone.
-        acks.retain(|(tx, _)| !tx.is_closed());
-        acks.push((source.ack_tx.clone(), source.reach.clone()));
+        self.producers.add(source.ack_tx.clone(), source.reach.clone());
         Ok(source)
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
-        let acks = std::mem::take(&mut *self.acks.lock().unwrap_or_else(|p| p.into_inner()));
-        let flushed: Vec<_> = acks
-            .into_iter()
-            .filter_map(|(tx, _)| {
-                let (reply, done) = oneshot::channel();
-                tx.send(Job::Flush(reply)).is_ok().then_some(done)
-            })
-            .collect();
-        Box::pin(async move {
-            for done in flushed {
-                let _ = done.await;
-            }
-        })
+        self.producers.finish()
     }
 
     fn connected(&self) -> bool {
-        let acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-        !acks.is_empty() && acks.iter().all(|(_, r)| r.reached())
+        self.producers.connected()
     }
 }
