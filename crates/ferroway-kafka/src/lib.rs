@@ -127,8 +127,11 @@
 //!   was assigned; at `WARN`, every 30 s, that it is still waiting for partitions (with the
 //!   last error, e.g. a topic that does not exist).
 //! - Topic metadata is refreshed every 5 s (librdkafka's default is 5 minutes): a topic
-//!   created after the source started, or again after a broker lost it, is read within
-//!   seconds of the group's rebalance.
+//!   created after the source started is read within seconds of the group's rebalance.
+//! - A topic deleted and created again (a new topic id) while a source or sink runs is not
+//!   supported: librdkafka 2.12 does not handle a topic id change in a live client and may
+//!   crash (confluentinc/librdkafka#4778, #4898). Restart the pipeline after re-creating a
+//!   topic. A broker restart that keeps its topics is handled.
 //! - A source that reaches no broker within `connect_timeout` (60 s) fails, and so does the
 //!   pipeline: `join`/`run_until` return the error, naming the servers. Once connected, an
 //!   outage never fails the source; it waits for librdkafka to reconnect.

@@ -132,7 +132,7 @@ async fn a_source_that_never_reaches_a_broker_fails_the_pipeline_naming_the_serv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_broker_restart_that_recreates_the_topic_the_source_reads_again() {
+async fn after_a_broker_restart_the_source_reads_again() {
     log();
     let mut broker = PrivateBroker::start();
     let (topic, group) = (unique("restart"), unique("restart-g"));
@@ -171,18 +171,17 @@ async fn after_a_broker_restart_that_recreates_the_topic_the_source_reads_again(
     })
     .await;
 
-    // The broker comes back empty (in-memory storage): the topic is created again.
+    // Connections refused for 5 s, then the broker is back with its topic.
     broker.kill();
     tokio::time::sleep(Duration::from_secs(5)).await;
     broker.restart();
-    create_topic_on(&broker.addr(), &topic, 1).await;
     send("b").await;
     let started = Instant::now();
-    eventually(60, "the records of the topic created again", || {
+    eventually(60, "the records sent after the restart", || {
         drain(&mut rx, &mut seen);
         (0..10).all(|i| seen.contains_key(&format!("b{i}")))
     })
     .await;
-    eprintln!("read again {:?} after the topic was filled again", started.elapsed());
+    eprintln!("read again {:?} after the records were sent", started.elapsed());
     p.stop().await.unwrap();
 }

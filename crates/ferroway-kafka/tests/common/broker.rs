@@ -1,6 +1,13 @@
-//! A private Kafka-API broker (tansu, in-memory storage) on a port of its own, for tests that
-//! stop, freeze or restart their broker: the shared one on 9092 serves every other test.
+//! A private Kafka-API broker (tansu) on a port of its own, for tests that stop, freeze or
+//! restart their broker: the shared one on 9092 serves every other test.
+//!
+//! Its storage is an S3 bucket of its own on the moto server `scripts/services/sqs.sh` starts
+//! (127.0.0.1:4566), so a restarted broker keeps its topics, as a real one does. With tansu's
+//! in-memory storage a restart created every topic again under a new topic id, and librdkafka
+//! 2.12 crashes (SIGSEGV in its metadata cache) now and then when a live client sees a topic
+//! id change (confluentinc/librdkafka#4778, #4898: re-created topics need new clients).
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -20,8 +27,35 @@ fn tansu() -> PathBuf {
     bin
 }
 
-/// A tansu process of the test's own. Killed when dropped. Its storage is in memory: a
-/// restart starts empty (topics must be created again); a freeze keeps everything.
+/// The moto server that holds the private brokers' storage.
+const S3: &str = "127.0.0.1:4566";
+
+/// Creates `bucket` on moto (a plain HTTP `PUT`: moto checks no signature).
+fn create_bucket(bucket: &str) {
+    let addr: SocketAddr = S3.parse().unwrap();
+    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap_or_else(|e| {
+        panic!(
+            "the private Kafka broker keeps its topics in S3 on moto at {S3}, which is not running ({e}): \
+             run `bash scripts/services/sqs.sh` (from the repository root) to start it"
+        )
+    });
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        conn,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {S3}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "moto at {S3} did not create bucket {bucket}: {}",
+        answer.lines().next().unwrap_or("no answer")
+    );
+}
+
+/// A tansu process of the test's own. Killed when dropped. A restart keeps its topics and
+/// records (see the module's documentation); a freeze keeps everything.
 pub struct PrivateBroker {
     port: u16,
     child: Option<Child>,
@@ -36,6 +70,7 @@ impl PrivateBroker {
             l.local_addr().unwrap().port()
         };
         let log = std::env::temp_dir().join(format!("ferroway-tansu-{port}.log"));
+        create_bucket(&format!("tansu-{port}"));
         let mut b = PrivateBroker { port, child: None, log };
         b.restart();
         b
@@ -59,7 +94,15 @@ impl PrivateBroker {
             .expect("broker log");
         let child = Command::new(tansu())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", &format!("s3://tansu-{}/", self.port)])
+            .envs([
+                ("AWS_ENDPOINT", format!("http://{S3}")),
+                ("AWS_ALLOW_HTTP", "true".into()),
+                ("AWS_ACCESS_KEY_ID", "test".into()),
+                ("AWS_SECRET_ACCESS_KEY", "test".into()),
+                ("AWS_DEFAULT_REGION", "us-east-1".into()),
+                ("AWS_REGION", "us-east-1".into()),
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
