@@ -4,6 +4,7 @@
 mod amqp;
 mod cli;
 mod file;
+mod flow;
 mod http_ingest;
 mod kafka;
 mod nats;
@@ -34,6 +35,8 @@ const WORKLOADS: &[&str] = &[
     "sqs-sink",
     "sse",
     "http-ingest",
+    "flow-wordcount",
+    "flow-window",
     // Last: `ferroway run` installs the process's metrics recorder.
     "cli-file",
     "cli-transform",
@@ -86,6 +89,8 @@ fn main() -> ExitCode {
             "sqs-sink" => vec![rt.block_on(sqs::run(true))],
             "sse" => vec![rt.block_on(sse::run())],
             "http-ingest" => vec![rt.block_on(http_ingest::run())],
+            "flow-wordcount" => rt.block_on(flow::run_wordcount()),
+            "flow-window" => rt.block_on(flow::run_window()),
             "cli-file" => vec![rt.block_on(cli::run_file())],
             "cli-transform" => vec![rt.block_on(cli::run_transform())],
             _ => unreachable!("listed in WORKLOADS"),

@@ -5,6 +5,7 @@
 //!
 //! - [`stage`]: producers, consumers and producer-consumers exchanging events by demand.
 //! - [`pipeline`]: Broadway-style pipelines with acknowledgements, batching, partitioning.
+//! - [`flow`]: Flow-style partitioned MapReduce with windows, watermarks and triggers.
 //! - [`resilience`]: backoff, retry, circuit breaker, supervision, connection manager.
 //! - [`connector`]: embedded sources and sinks — files with durable checkpoints, stdin/stdout,
 //!   a generator.
@@ -38,6 +39,7 @@
 pub mod config;
 pub mod connector;
 pub mod error;
+pub mod flow;
 pub mod pipeline;
 pub mod resilience;
 mod shutdown;

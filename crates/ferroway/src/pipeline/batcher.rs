@@ -231,6 +231,7 @@ impl<T: Send + 'static> Batches<T> {
 impl<T: Send + 'static> Transform<Message<T>, Batch<T>> for Batches<T> {
     async fn handle(
         &mut self,
+        _from: crate::stage::SubscriptionId,
         messages: Vec<Message<T>>,
         out: Option<&mut Outbox<Batch<T>>>,
     ) -> Result<(), StageError> {

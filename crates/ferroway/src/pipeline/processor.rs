@@ -45,6 +45,7 @@ impl<H: Handler> Processor<H> {
 impl<H: Handler> Transform<Message<H::Data>, Message<H::Data>> for Processor<H> {
     async fn handle(
         &mut self,
+        _from: crate::stage::SubscriptionId,
         messages: Vec<Message<H::Data>>,
         out: Option<&mut Outbox<Message<H::Data>>>,
     ) -> Result<(), StageError> {

@@ -170,6 +170,10 @@ pub struct ProducerStage<T> {
 }
 
 impl<T> ProducerStage<T> {
+    pub(crate) fn into_task(self) -> StageTask {
+        self.task
+    }
+
     /// A cloneable reference to subscribe to, drain or emit into the stage.
     pub fn producer_ref(&self) -> ProducerRef<T> {
         self.producer.clone()

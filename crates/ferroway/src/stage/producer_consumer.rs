@@ -135,7 +135,12 @@ struct Pc<S> {
 }
 
 impl<S: ProducerConsumer> Transform<S::Input, S::Output> for Pc<S> {
-    async fn handle(&mut self, events: Vec<S::Input>, out: Option<&mut Outbox<S::Output>>) -> Result<(), StageError> {
+    async fn handle(
+        &mut self,
+        _from: crate::stage::SubscriptionId,
+        events: Vec<S::Input>,
+        out: Option<&mut Outbox<S::Output>>,
+    ) -> Result<(), StageError> {
         match AssertUnwindSafe(self.stage.handle_events(events)).catch_unwind().await {
             Ok(Ok(events)) => match out {
                 Some(out) => out.emit(events),

@@ -14,10 +14,11 @@ use crate::error::StageError;
 
 /// What a consuming-and-producing stage does with its input.
 pub(crate) trait Transform<I, O: Send + 'static>: Send {
-    /// Handles one group from upstream, emitting into `out` (`None`: the stage has no
+    /// Handles one group from upstream (`from`: the subscription it came by), emitting into `out` (`None`: the stage has no
     /// downstream, e.g. a processor without batchers).
     fn handle(
         &mut self,
+        from: SubscriptionId,
         events: Vec<I>,
         out: Option<&mut Outbox<O>>,
     ) -> impl Future<Output = Result<(), StageError>> + Send;
@@ -116,7 +117,7 @@ where
         while t.ready(down.as_ref().map(|d| &d.outbox)) {
             let Some((id, events)) = pending.pop_front() else { break };
             let n = events.len();
-            t.handle(events, down.as_mut().map(|d| &mut d.outbox)).await?;
+            t.handle(id, events, down.as_mut().map(|d| &mut d.outbox)).await?;
             inbox.handled(id, n);
         }
         if stopping.is_some() && pending.is_empty() {

@@ -1,0 +1,37 @@
+//! What can go wrong running a flow.
+
+use std::path::PathBuf;
+
+use crate::error::{StageError, SubscribeError};
+
+/// Why a flow did not run to the end.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlowError {
+    /// An input file could not be opened or read.
+    #[error("flow input {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stage of the flow failed (a closure returned an error or panicked, or its input failed).
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    /// Wiring the flow's stages failed.
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    /// The sink refused results or failed (not an outage: that is waited out).
+    #[error("flow sink: {0}")]
+    Sink(#[source] crate::BoxError),
+    /// An option is out of range; names the option.
+    #[error("flow option `{option}`: {reason}")]
+    Invalid {
+        /// The option.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}

@@ -1,0 +1,437 @@
+//! The reducing stage of a partition: assigns events to windows, folds them into one
+//! accumulator per window, tracks the watermark, and calls `on_trigger` when a window closes
+//! or a trigger fires.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::panes::Panes;
+use super::trigger::{Accumulator, Fired, Predicate, Trigger, TriggerInfo};
+use super::window::{self, Bounds, Kind, Window};
+use crate::error::StageError;
+use crate::stage::SubscriptionId;
+use crate::stage::outbox::Outbox;
+use crate::stage::transform::Transform;
+
+pub(crate) type Init<A> = Arc<dyn Fn() -> A + Send + Sync>;
+pub(crate) type Fold<T, A> = Arc<dyn Fn(&mut A, &T) + Send + Sync>;
+pub(crate) type OnTrigger<A, O> = Arc<dyn Fn(&mut A, &TriggerInfo) -> (Vec<O>, Accumulator) + Send + Sync>;
+
+/// An event with the watermark of the lane it came from, as it stood before the event: so
+/// each partition judges lateness by the event's own input, whichever partition saw what.
+pub(crate) struct Stamped<T> {
+    pub(crate) e: T,
+    pub(crate) wm: i64,
+}
+
+/// The user's three functions.
+pub(crate) struct Reduction<T, A, O> {
+    pub(crate) init: Init<A>,
+    pub(crate) fold: Fold<T, A>,
+    pub(crate) on_trigger: OnTrigger<A, O>,
+}
+
+impl<T, A, O> Clone for Reduction<T, A, O> {
+    fn clone(&self) -> Self {
+        Reduction {
+            init: self.init.clone(),
+            fold: self.fold.clone(),
+            on_trigger: self.on_trigger.clone(),
+        }
+    }
+}
+
+struct Pane<A> {
+    acc: A,
+    /// Events since the last `Every` firing.
+    since_every: u64,
+    /// `Closed` has fired; later (allowed-late) events fire `Late`.
+    closed: bool,
+    /// A late event updated the pane since it last fired.
+    updated_late: bool,
+}
+
+/// An input's event-time progress.
+struct Input {
+    wm: i64,
+    last_seen: Instant,
+}
+
+pub(crate) struct Reducer<T, A, O> {
+    name: Arc<str>,
+    partition: usize,
+    window: Window<T>,
+    r: Reduction<T, A, O>,
+    panes: Panes<Pane<A>>,
+    inputs: HashMap<SubscriptionId, Input>,
+    /// How many inputs feed this partition (for the watermark: the minimum over all of them).
+    n_inputs: usize,
+    started: Instant,
+    watermark: i64,
+    /// Events seen (count windows).
+    seen: i64,
+    every: Option<u64>,
+    periodically: Option<(std::time::Duration, Instant)>,
+    punctuation: Option<Predicate<T>>,
+    late: u64,
+    late_counter: metrics::Counter,
+    /// Every pane up to this one has fired `Closed`.
+    closed_upto: Bounds,
+    /// The watermark at which [`advance`](Self::advance) next has something to close or
+    /// drop: below it, an input's progress needs no more than noting.
+    next_due: i64,
+    out: Vec<O>,
+}
+
+impl<T, A, O> Reducer<T, A, O> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        partition: usize,
+        window: Window<T>,
+        r: Reduction<T, A, O>,
+        n_inputs: usize,
+    ) -> Self {
+        let now = Instant::now();
+        let mut every = None;
+        let mut periodically = None;
+        let mut punctuation = None;
+        for t in &window.triggers {
+            match t {
+                Trigger::Every(n) => every = Some(*n),
+                Trigger::Periodically(d) => periodically = Some((*d, now + *d)),
+                Trigger::Punctuation(f) => punctuation = Some(f.clone()),
+            }
+        }
+        Reducer {
+            late_counter: metrics::counter!("ferroway_flow_late_events_total", "stage" => name.to_string()),
+            name,
+            partition,
+            window,
+            r,
+            panes: Panes::new(),
+            inputs: HashMap::new(),
+            n_inputs: n_inputs.max(1),
+            started: now,
+            watermark: i64::MIN,
+            seen: 0,
+            every,
+            periodically,
+            punctuation,
+            late: 0,
+            closed_upto: Bounds {
+                start: i64::MIN,
+                end: i64::MIN,
+            },
+            next_due: i64::MAX,
+            out: Vec::new(),
+        }
+    }
+
+    fn fire(&mut self, bounds: Bounds, fired: Fired) {
+        let Some(pane) = self.panes.get_mut(bounds) else {
+            return;
+        };
+        let info = TriggerInfo {
+            fired,
+            window: bounds,
+            partition: self.partition,
+        };
+        let (events, keep) = (self.r.on_trigger)(&mut pane.acc, &info);
+        self.out.extend(events);
+        if keep == Accumulator::Reset {
+            pane.acc = (self.r.init)();
+        }
+        pane.since_every = 0;
+        pane.updated_late = false;
+        if fired == Fired::Closed {
+            pane.closed = true;
+        }
+    }
+
+    /// Folds `e` into the pane `bounds`, firing `Every`/`Punctuation` as they come due.
+    #[inline]
+    fn fold_into(&mut self, bounds: Bounds, e: &T, punctuated: bool) {
+        // A window first seen after the watermark passed it (an allowed-late event) is closed
+        // already: its events fire `Late`.
+        let closed = bounds.end <= self.watermark;
+        let init = &self.r.init;
+        let due = if closed {
+            bounds.end.saturating_add(self.window.lateness)
+        } else {
+            bounds.end
+        };
+        self.next_due = self.next_due.min(due);
+        let pane = self.panes.get_or_insert_with(bounds, || Pane {
+            acc: init(),
+            since_every: 0,
+            closed,
+            updated_late: false,
+        });
+        (self.r.fold)(&mut pane.acc, e);
+        pane.since_every += 1;
+        if pane.closed {
+            pane.updated_late = true;
+        }
+        if self.every.is_some_and(|n| pane.since_every >= n) {
+            self.fire(bounds, Fired::Every);
+        }
+        if punctuated {
+            self.fire(bounds, Fired::Punctuation);
+        }
+    }
+
+    fn handle_event_time(&mut self, from: SubscriptionId, events: Vec<Stamped<T>>, time: &window::EventTime<T>) {
+        let kind = self.window.kind;
+        let (lateness, ooo) = (self.window.lateness, self.window.out_of_orderness);
+        let now = Instant::now();
+        let mut input_wm = {
+            let input = self.inputs.entry(from).or_insert(Input {
+                wm: i64::MIN,
+                last_seen: now,
+            });
+            input.last_seen = now;
+            input.wm
+        };
+        for Stamped { e, wm } in events {
+            let ts = time(&e);
+            input_wm = input_wm.max(wm);
+            let punctuated = self.punctuation.as_ref().is_some_and(|p| p(&e));
+            let mut took = false;
+            // Lateness is judged by the event's own input: the same in every run, however
+            // the inputs interleave and however the events are partitioned.
+            window::assign(kind, ts, |b| {
+                if input_wm < b.end.saturating_add(lateness) {
+                    took = true;
+                    self.fold_into(b, &e, punctuated);
+                }
+            });
+            if !took {
+                self.late += 1;
+                self.late_counter.increment(1);
+                if let Some(f) = &self.window.on_late {
+                    f(e);
+                }
+            }
+            let after = ts.saturating_sub(ooo);
+            if after > input_wm {
+                input_wm = after;
+                if let Some(i) = self.inputs.get_mut(&from) {
+                    i.wm = i.wm.max(after);
+                }
+                if after >= self.next_due {
+                    self.advance(now);
+                }
+            }
+        }
+        if let Some(i) = self.inputs.get_mut(&from) {
+            i.wm = i.wm.max(input_wm);
+        }
+        self.advance(now);
+        self.fire_late_updates();
+    }
+
+    /// Recomputes the watermark (the minimum over the inputs that are not idle) and closes and
+    /// purges the windows it passed.
+    fn advance(&mut self, now: Instant) {
+        let idle = self.window.idle_timeout;
+        let waiting_for_unseen = self.inputs.len() < self.n_inputs && now.duration_since(self.started) < idle;
+        if waiting_for_unseen {
+            return;
+        }
+        let wm = if self.inputs.len() == 1 {
+            self.inputs.values().next().map_or(i64::MIN, |i| i.wm)
+        } else {
+            self.inputs
+                .values()
+                .filter(|i| now.duration_since(i.last_seen) < idle)
+                .map(|i| i.wm)
+                .min()
+                .unwrap_or(self.watermark)
+        };
+        // Never backwards: an input coming back from idleness does not reopen windows.
+        if wm <= self.watermark {
+            return;
+        }
+        self.watermark = wm;
+        // Panes are ordered by start and (one size for all) by end, too.
+        while let Some(b) = self.panes.first_after(self.closed_upto).filter(|b| b.end <= wm) {
+            self.fire(b, Fired::Closed);
+            self.closed_upto = b;
+        }
+        let lateness = self.window.lateness;
+        while let Some(b) = self.panes.first().filter(|b| b.end.saturating_add(lateness) <= wm) {
+            if self.panes.get_mut(b).is_some_and(|p| p.updated_late) {
+                // Its last late update still fires before it goes.
+                self.fire(b, Fired::Late);
+            }
+            self.panes.remove(b);
+        }
+        let unclosed = self.panes.first_after(self.closed_upto).map_or(i64::MAX, |b| b.end);
+        let purge = self.panes.first().map_or(i64::MAX, |b| b.end.saturating_add(lateness));
+        self.next_due = unclosed.min(purge);
+    }
+
+    fn fire_late_updates(&mut self) {
+        let updated: Vec<Bounds> = self
+            .panes
+            .iter()
+            .filter(|(_, p)| p.updated_late)
+            .map(|(b, _)| b)
+            .collect();
+        for b in updated {
+            self.fire(b, Fired::Late);
+        }
+    }
+
+    fn handle_count(&mut self, events: Vec<Stamped<T>>, size: i64) {
+        for Stamped { e, .. } in events {
+            let start = self.seen.div_euclid(size) * size;
+            let b = Bounds {
+                start,
+                end: start + size,
+            };
+            let punctuated = self.punctuation.as_ref().is_some_and(|p| p(&e));
+            self.fold_into(b, &e, punctuated);
+            self.seen += 1;
+            if self.seen == b.end {
+                self.fire(b, Fired::Closed);
+                self.panes.remove(b);
+            }
+        }
+    }
+
+    /// The periodic window holding `now`.
+    fn period(&self, now: Instant, size: i64) -> Bounds {
+        let ms = i64::try_from(now.duration_since(self.started).as_millis()).unwrap_or(i64::MAX);
+        let start = ms.div_euclid(size) * size;
+        Bounds {
+            start,
+            end: start + size,
+        }
+    }
+
+    fn handle_untimed(&mut self, events: Vec<Stamped<T>>, b: Bounds) {
+        for Stamped { e, .. } in events {
+            let punctuated = self.punctuation.as_ref().is_some_and(|p| p(&e));
+            self.fold_into(b, &e, punctuated);
+        }
+    }
+
+    fn close_all(&mut self) {
+        let open: Vec<Bounds> = self.panes.iter().filter(|(_, p)| !p.closed).map(|(b, _)| b).collect();
+        for b in open {
+            self.fire(b, Fired::Closed);
+        }
+        self.fire_late_updates();
+        self.panes.clear();
+    }
+
+    fn emit(&mut self, out: Option<&mut Outbox<O>>) -> Result<(), StageError>
+    where
+        O: Send + 'static,
+    {
+        match out {
+            Some(out) if !self.out.is_empty() => out.emit(std::mem::take(&mut self.out)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<T, A, O> Transform<Stamped<T>, O> for Reducer<T, A, O>
+where
+    T: Send + 'static,
+    A: Send + 'static,
+    O: Send + 'static,
+{
+    async fn handle(
+        &mut self,
+        from: SubscriptionId,
+        events: Vec<Stamped<T>>,
+        out: Option<&mut Outbox<O>>,
+    ) -> Result<(), StageError> {
+        let name = self.name.clone();
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match self.window.kind {
+            Kind::Fixed { .. } | Kind::Sliding { .. } => {
+                let time = self
+                    .window
+                    .time
+                    .clone()
+                    .expect("validated: event-time windows have a time");
+                self.handle_event_time(from, events, &time);
+            }
+            Kind::Count { size } => self.handle_count(events, size),
+            Kind::Periodic { size } => {
+                let b = self.period(Instant::now(), size);
+                self.handle_untimed(events, b);
+            }
+            Kind::Global => self.handle_untimed(
+                events,
+                Bounds {
+                    start: i64::MIN,
+                    end: i64::MAX,
+                },
+            ),
+        }));
+        if let Err(panic) = step {
+            return Err(StageError::panicked(&name, panic));
+        }
+        self.emit(out)
+    }
+
+    fn deadline(&mut self) -> Option<Instant> {
+        let periodic_end = match self.window.kind {
+            Kind::Periodic { size } if !self.panes.is_empty() => {
+                let b = self.period(Instant::now(), size);
+                let first = self.panes.first().unwrap_or(b);
+                Some(self.started + std::time::Duration::from_millis(first.end.max(0) as u64))
+            }
+            _ => None,
+        };
+        let trigger = self.periodically.filter(|_| !self.panes.is_empty()).map(|(_, at)| at);
+        match (periodic_end, trigger) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn tick(&mut self, out: Option<&mut Outbox<O>>) -> Result<(), StageError> {
+        let now = Instant::now();
+        let name = self.name.clone();
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Kind::Periodic { size } = self.window.kind {
+                let current = self.period(now, size);
+                let ended: Vec<Bounds> = self.panes.keys().filter(|b| b.end <= current.start).collect();
+                for b in ended {
+                    self.fire(b, Fired::Closed);
+                    self.panes.remove(b);
+                }
+            }
+            if let Some((period, at)) = self.periodically
+                && at <= now
+            {
+                let open: Vec<Bounds> = self.panes.keys().collect();
+                for b in open {
+                    self.fire(b, Fired::Periodically);
+                }
+                self.periodically = Some((period, now + period));
+            }
+        }));
+        if let Err(panic) = step {
+            return Err(StageError::panicked(&name, panic));
+        }
+        self.emit(out)
+    }
+
+    fn flush(&mut self, out: Option<&mut Outbox<O>>) -> Result<(), StageError> {
+        let name = self.name.clone();
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.close_all())) {
+            return Err(StageError::panicked(&name, panic));
+        }
+        if self.late > 0 {
+            tracing::debug!(stage = %self.name, late = self.late, "late events left out");
+        }
+        self.emit(out)
+    }
+}

@@ -1,0 +1,73 @@
+//! A flow's results into any connector [`Sink`]: batches as demand allows, an outage waited
+//! out, a refused result an error.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::{Flow, FlowError};
+use crate::connector::Sink;
+use crate::pipeline::Message;
+
+impl<T: Send + 'static> Flow<T> {
+    /// Runs the flow and writes its results to `sink`, in batches of up to `batch_size`
+    /// (whatever is ready, without waiting to fill one). While the sink reports its
+    /// destination unavailable ([`is_unavailable`](crate::is_unavailable)) the batch is
+    /// written again after a backoff (up to 5 s), and the flow waits — back-pressure, not
+    /// loss. A result the sink refuses ([`Message::fail`]) or any other error stops the flow
+    /// with [`FlowError::Sink`]. Returns how many results were written.
+    ///
+    /// ```
+    /// use ferroway::connector::file::{FileSink, FileSinkOptions};
+    /// use ferroway::flow::Flow;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join(format!("ferroway-flow-sink-{}.txt", std::process::id()));
+    /// let sink = FileSink::open(&path, FileSinkOptions::new()).await?;
+    /// let n = Flow::from_iterable(1..=3).map(|x: u32| (x * x).to_string()).into_sink(sink, 100).await?;
+    /// assert_eq!(n, 3);
+    /// assert_eq!(std::fs::read_to_string(&path)?, "1\n4\n9\n");
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn into_sink<S: Sink<T>>(self, sink: S, batch_size: usize) -> Result<u64, FlowError> {
+        let batch_size = batch_size.max(1);
+        let results = self.into_stream().ready_chunks(batch_size);
+        let mut results = std::pin::pin!(results);
+        let mut written = 0u64;
+        while let Some(chunk) = results.next().await {
+            let mut batch = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                batch.push(Message::new(r?));
+            }
+            write(&sink, &mut batch).await?;
+            if let Some(refused) = batch.iter().find_map(|m| m.failure()) {
+                let refused = refused.to_string();
+                let failed = batch.iter().filter(|m| m.is_failed()).count();
+                let _ = sink.close().await;
+                return Err(FlowError::Sink(
+                    format!("the sink refused {failed} result(s), e.g.: {refused}").into(),
+                ));
+            }
+            written += batch.len() as u64;
+        }
+        sink.close().await.map_err(FlowError::Sink)?;
+        Ok(written)
+    }
+}
+
+async fn write<T, S: Sink<T>>(sink: &S, batch: &mut [Message<T>]) -> Result<(), FlowError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match sink.write(batch).await {
+            Ok(()) => return Ok(()),
+            Err(e) if crate::is_unavailable(&*e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "flow sink unavailable; the flow waits");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(FlowError::Sink(e)),
+        }
+    }
+}
