@@ -499,3 +499,162 @@ async fn a_result_the_sink_refuses_fails_the_flow() {
     assert!(matches!(err, FlowError::Sink(_)), "{err:?}");
     assert!(err.to_string().contains("bad result"), "{err}");
 }
+
+#[tokio::test]
+async fn a_flow_without_sources_ends_at_once_with_nothing() {
+    let none: Vec<u32> = tokio::time::timeout(
+        Duration::from_secs(10),
+        Flow::from_iterables(Vec::<Vec<u32>>::new())
+            .partition(Partition::hashed())
+            .reduce(|| 0u32, |s, x| *s += x)
+            .collect(),
+    )
+    .await
+    .expect("no hang")
+    .unwrap();
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn a_flat_map_that_multiplies_events_loses_none() {
+    let all = Flow::from_iterable(0..5000u32)
+        .flat_map(|x| [x; 4])
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 20_000);
+}
+
+/// Each window's first firing and its final count, for events `ts` on one lane.
+async fn firings(ts: Vec<i64>, lateness: u64, max_demand: usize) -> BTreeMap<i64, (Fired, u64)> {
+    let w = Window::fixed(Duration::from_millis(10))
+        .event_time(|t: &i64| *t)
+        .allowed_lateness(Duration::from_millis(lateness));
+    let fired = Flow::from_iterable(ts)
+        .max_demand(max_demand)
+        .partition(Partition::by_key(|_: &i64| 0).stages(1).window(w))
+        .reduce_with(
+            || 0u64,
+            |n, _| *n += 1,
+            |n, t| (vec![(t.window.start, t.fired, *n)], Accumulator::Keep),
+        )
+        .collect()
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for (start, kind, n) in fired {
+        out.entry(start)
+            .and_modify(|e: &mut (Fired, u64)| e.1 = n)
+            .or_insert((kind, n));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_window_made_by_an_allowed_late_event_fires_late_once_and_never_closed() {
+    let w = Window::fixed(Duration::from_millis(10))
+        .event_time(|t: &i64| *t)
+        .allowed_lateness(Duration::from_millis(10));
+    let mut fired: Vec<(i64, Fired, u64)> = Flow::from_iterable([5i64, 35, 25, 45])
+        .partition(Partition::by_key(|_: &i64| 0).stages(1).window(w))
+        .reduce_with(
+            || 0u64,
+            |n, _| *n += 1,
+            |n, t| (vec![(t.window.start, t.fired, *n)], Accumulator::Reset),
+        )
+        .collect()
+        .await
+        .unwrap();
+    fired.sort_by_key(|f| f.0);
+    assert_eq!(
+        fired,
+        [
+            (0, Fired::Closed, 1),
+            (20, Fired::Late, 1),
+            (30, Fired::Closed, 1),
+            (40, Fired::Closed, 1)
+        ]
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn how_batches_are_cut_changes_no_window_result(
+        ts in prop::collection::vec(0i64..200, 0..80),
+        lateness in 0u64..30,
+    ) {
+        let rt = rt();
+        let small = rt.block_on(firings(ts.clone(), lateness, 2));
+        let large = rt.block_on(firings(ts, lateness, 64));
+        prop_assert_eq!(small, large);
+    }
+}
+
+#[tokio::test]
+async fn extreme_timestamps_neither_panic_nor_hang() {
+    for w in [
+        Window::fixed(Duration::from_secs(60)),
+        Window::sliding(Duration::from_secs(60), Duration::from_secs(20)),
+    ] {
+        let w = w.event_time(|t: &i64| *t).trigger(Trigger::periodically(Duration::MAX));
+        let counts: Vec<u64> = tokio::time::timeout(
+            Duration::from_secs(10),
+            Flow::from_iterable([i64::MIN, 0, i64::MAX])
+                .partition(Partition::by_key(|_: &i64| 0).stages(1).window(w))
+                .reduce(|| 0u64, |n, _| *n += 1)
+                .collect(),
+        )
+        .await
+        .expect("no hang")
+        .unwrap();
+        assert!(counts.iter().sum::<u64>() >= 2, "{counts:?}");
+    }
+}
+
+#[tokio::test]
+async fn options_that_cannot_work_are_refused_by_name() {
+    let cases: Vec<(Window<i64>, &str)> = vec![
+        (
+            Window::sliding(Duration::from_secs(1), Duration::from_secs(2)).event_time(|t: &i64| *t),
+            "window size",
+        ),
+        (
+            Window::fixed(Duration::from_secs(1))
+                .event_time(|t: &i64| *t)
+                .idle_timeout(Duration::ZERO),
+            "idle_timeout",
+        ),
+    ];
+    for (w, option) in cases {
+        let err = Flow::from_iterable([1i64])
+            .partition(Partition::hashed().window(w))
+            .reduce(|| 0u64, |n, _| *n += 1)
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FlowError::Invalid { option: o, .. } if o == option),
+            "{err:?}"
+        );
+    }
+    let late_join = Window::fixed(Duration::from_secs(1))
+        .event_time(|_: &Side<i64, i64>| 0)
+        .allowed_lateness(Duration::from_secs(1));
+    let err = Flow::from_iterable([1i64])
+        .join_in(Flow::from_iterable([1i64]), |l| *l, |r| *r, Join::Inner, late_join)
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FlowError::Invalid {
+                option: "allowed_lateness",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

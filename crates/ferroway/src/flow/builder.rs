@@ -179,9 +179,12 @@ impl<T: Send + 'static> Flow<T> {
             Box::pin(async move {
                 let mut refs = Vec::new();
                 for (i, source) in make()?.into_iter().enumerate() {
+                    // No cap on what waits for demand: a fused `flat_map` may answer a
+                    // demand with more events, which must wait, not be dropped.
                     let opts = ProducerOptions::new()
                         .name(ctx.stage_name(&label, i))
-                        .dispatcher(out.dispatcher());
+                        .dispatcher(out.dispatcher())
+                        .buffer_size(usize::MAX);
                     let gated = lane::Gated {
                         inner: lane::LaneProducer(source),
                         go: Some(ctx.go.subscribe()),
@@ -408,6 +411,10 @@ impl<T: Send + 'static> Flow<T> {
                         (ups, n, false)
                     }
                 };
+                if ups.is_empty() {
+                    // Nothing upstream (no sources): nothing to wait for either.
+                    return Ok(Vec::new());
+                }
                 let inputs = if by_partition { ups.len() } else { 1 };
                 let mut refs = Vec::with_capacity(lanes);
                 for lane in 0..lanes {
@@ -669,13 +676,21 @@ impl<T: Send + 'static> Flow<T> {
             },
             window: super::Window::global(),
         });
-        let mut next = stamped.then("reduce", move |name, lane, inputs| {
+        let next = stamped.then("reduce", move |name, lane, inputs| {
             Reducer::new(name, lane, window.clone(), r.clone(), inputs)
         });
-        if let Some(e) = invalid {
-            next.build = Box::new(move |_, _| Box::pin(async move { Err(e) }));
+        match invalid {
+            Some(e) => next.failing(e),
+            None => next,
         }
-        next
+    }
+
+    /// This flow, made to fail with `e` when it runs (options are checked when the flow is
+    /// built; the error comes out where every other error does).
+    pub(crate) fn failing(mut self, e: FlowError) -> Self {
+        self.sources = None;
+        self.build = Box::new(move |_, _| Box::pin(async move { Err(e) }));
+        self
     }
 
     /// Runs the flow and collects every event (for bounded inputs).

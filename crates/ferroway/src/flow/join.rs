@@ -122,6 +122,12 @@ impl<L: Clone + Send + 'static> Flow<L> {
         R: Clone + Send + 'static,
         K: Hash + Eq + Clone + Send + 'static,
     {
+        // A window's rows go out once, when it closes: an allowed-late event would have no
+        // rows to join with any more.
+        let refused = (window.lateness > 0).then_some(super::FlowError::Invalid {
+            option: "allowed_lateness",
+            reason: "a join emits a window's rows once, when it closes: no lateness",
+        });
         let (lk, rk) = (Arc::new(left_key), Arc::new(right_key));
         let key = move |s: &Side<L, R>| match s {
             Side::Left(l) => lk(l),
@@ -129,7 +135,7 @@ impl<L: Clone + Send + 'static> Flow<L> {
         };
         let key = Arc::new(key);
         let fold_key = key.clone();
-        Flow::merge([self.map(Side::Left), right.map(Side::Right)])
+        let joined = Flow::merge([self.map(Side::Left), right.map(Side::Right)])
             .partition(Partition::by_key(move |s: &Side<L, R>| key(s)).window(window))
             .reduce_with(
                 HashMap::<K, Rows<L, R>>::new,
@@ -150,6 +156,10 @@ impl<L: Clone + Send + 'static> Flow<L> {
                     }
                     (out, Accumulator::Reset)
                 },
-            )
+            );
+        match refused {
+            Some(e) => joined.failing(e),
+            None => joined,
+        }
     }
 }

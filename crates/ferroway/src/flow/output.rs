@@ -2,8 +2,9 @@
 //! stream, and report the first failure.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 
-use futures_util::Stream;
+use futures_util::{FutureExt, Stream};
 use tokio::sync::mpsc;
 
 use super::FlowError;
@@ -30,7 +31,14 @@ pub(crate) fn stream<T: Send + 'static>(flow: Flow<T>) -> impl Stream<Item = Res
     // A pending partition with nothing after it: its stages pass the events on.
     let flow = if flow.has_partition() { flow.map(|e| e) } else { flow };
     let (tx, rx) = mpsc::channel::<Result<Vec<T>, FlowError>>(2);
-    let driver = tokio::spawn(drive(flow, tx));
+    let name = flow.name.clone();
+    let driver = tokio::spawn(async move {
+        // A panic while wiring (in a user's option, say) must end the stream with an error,
+        // not look like a flow that ended with no results.
+        if let Err(panic) = AssertUnwindSafe(drive(flow, tx.clone())).catch_unwind().await {
+            let _ = tx.send(Err(StageError::panicked(&name, panic).into())).await;
+        }
+    });
     let state = (rx, VecDeque::<T>::new(), Some(AbortOnDrop(driver)));
     futures_util::stream::unfold(state, |(mut rx, mut buf, guard)| async move {
         loop {
@@ -94,10 +102,15 @@ async fn drive<T: Send + 'static>(flow: Flow<T>, tx: mpsc::Sender<Result<Vec<T>,
     ));
     match wired {
         Err(e) => {
+            // The output stage holds a sender too: the stream ends only once it is gone.
+            sink.task().abort();
             let _ = tx.send(Err(e)).await;
             return;
         }
-        Ok(true) => return,
+        Ok(true) => {
+            sink.task().abort();
+            return;
+        }
         Ok(false) => {}
     }
     let _ = ctx.go.send(true);

@@ -100,7 +100,7 @@ impl<T, A, O> Reducer<T, A, O> {
         for t in &window.triggers {
             match t {
                 Trigger::Every(n) => every = Some(*n),
-                Trigger::Periodically(d) => periodically = Some((*d, now + *d)),
+                Trigger::Periodically(d) => periodically = Some((*d, later(now, *d))),
                 Trigger::Punctuation(f) => punctuation = Some(f.clone()),
             }
         }
@@ -220,9 +220,9 @@ impl<T, A, O> Reducer<T, A, O> {
                 if let Some(i) = self.inputs.get_mut(&from) {
                     i.wm = i.wm.max(after);
                 }
-                if after >= self.next_due {
-                    self.advance(now);
-                }
+                // The watermark follows every event, so whether a window is closed when an
+                // event reaches it never depends on where batches were cut.
+                self.advance(now);
             }
         }
         if let Some(i) = self.inputs.get_mut(&from) {
@@ -236,8 +236,7 @@ impl<T, A, O> Reducer<T, A, O> {
     /// purges the windows it passed.
     fn advance(&mut self, now: Instant) {
         let idle = self.window.idle_timeout;
-        let waiting_for_unseen = self.inputs.len() < self.n_inputs && now.duration_since(self.started) < idle;
-        if waiting_for_unseen {
+        if self.inputs.len() < self.n_inputs && now.duration_since(self.started) < idle {
             return;
         }
         let wm = if self.inputs.len() == 1 {
@@ -251,13 +250,17 @@ impl<T, A, O> Reducer<T, A, O> {
                 .unwrap_or(self.watermark)
         };
         // Never backwards: an input coming back from idleness does not reopen windows.
-        if wm <= self.watermark {
+        self.watermark = self.watermark.max(wm);
+        let wm = self.watermark;
+        if wm < self.next_due {
             return;
         }
-        self.watermark = wm;
         // Panes are ordered by start and (one size for all) by end, too.
         while let Some(b) = self.panes.first_after(self.closed_upto).filter(|b| b.end <= wm) {
-            self.fire(b, Fired::Closed);
+            // A pane made after the watermark passed it was closed from the start.
+            if self.panes.get_mut(b).is_some_and(|p| !p.closed) {
+                self.fire(b, Fired::Closed);
+            }
             self.closed_upto = b;
         }
         let lateness = self.window.lateness;
@@ -290,7 +293,7 @@ impl<T, A, O> Reducer<T, A, O> {
             let start = self.seen.div_euclid(size) * size;
             let b = Bounds {
                 start,
-                end: start + size,
+                end: start.saturating_add(size),
             };
             let punctuated = self.punctuation.as_ref().is_some_and(|p| p(&e));
             self.fold_into(b, &e, punctuated);
@@ -308,7 +311,7 @@ impl<T, A, O> Reducer<T, A, O> {
         let start = ms.div_euclid(size) * size;
         Bounds {
             start,
-            end: start + size,
+            end: start.saturating_add(size),
         }
     }
 
@@ -385,7 +388,10 @@ where
             Kind::Periodic { size } if !self.panes.is_empty() => {
                 let b = self.period(Instant::now(), size);
                 let first = self.panes.first().unwrap_or(b);
-                Some(self.started + std::time::Duration::from_millis(first.end.max(0) as u64))
+                Some(later(
+                    self.started,
+                    std::time::Duration::from_millis(first.end.max(0) as u64),
+                ))
             }
             _ => None,
         };
@@ -415,7 +421,7 @@ where
                 for b in open {
                     self.fire(b, Fired::Periodically);
                 }
-                self.periodically = Some((period, now + period));
+                self.periodically = Some((period, later(now, period)));
             }
         }));
         if let Err(panic) = step {
@@ -434,4 +440,11 @@ where
         }
         self.emit(out)
     }
+}
+
+/// `at + d`, or about a century later when that does not fit in an `Instant`.
+fn later(at: Instant, d: std::time::Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(at)
 }

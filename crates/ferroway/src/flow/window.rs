@@ -120,8 +120,8 @@ impl<T> Window<T> {
         Self::of(Kind::Fixed { size: millis(size) })
     }
 
-    /// Windows of `size` starting every `slide` (aligned to multiples of `slide`): an event is in
-    /// `size / slide` windows (rounded up). Needs [`event_time`](Self::event_time).
+    /// Windows of `size` starting every `slide` (aligned to multiples of `slide`, which is at
+    /// most `size`): an event is in `size / slide` windows (rounded up). Needs [`event_time`](Self::event_time).
     ///
     /// ```
     /// use std::time::Duration;
@@ -206,40 +206,49 @@ impl<T> Window<T> {
             Kind::Fixed { size } | Kind::Count { size } | Kind::Periodic { size } if size <= 0 => {
                 invalid("window size", "must be more than zero")
             }
-            Kind::Sliding { size, slide } if size <= 0 || slide <= 0 => {
-                invalid("window size", "size and slide must be more than zero")
-            }
+            Kind::Sliding { size, slide } if size <= 0 || slide <= 0 || slide > size => invalid(
+                "window size",
+                "size and slide must be more than zero, and slide at most size",
+            ),
             Kind::Fixed { .. } | Kind::Sliding { .. } if self.time.is_none() => {
                 invalid("event_time", "fixed and sliding windows need an event time")
             }
+            _ if self.idle_timeout.is_zero() => invalid("idle_timeout", "must be more than zero"),
             _ => Ok(()),
         }
     }
 }
 
-/// Calls `f` with the start of every event-time window of `kind` holding `ts`, oldest first.
+/// Calls `f` with every event-time window of `kind` holding `ts`, oldest first. A window
+/// whose start does not fit in an `i64` (within one size of `i64::MIN`) is left out; one whose
+/// end does not fit ends at `i64::MAX`.
 #[inline]
 pub(crate) fn assign(kind: Kind, ts: i64, mut f: impl FnMut(Bounds)) {
+    let bounds = |start: i128, size: i64| {
+        let start = i64::try_from(start).ok()?;
+        Some(Bounds {
+            start,
+            end: start.saturating_add(size),
+        })
+    };
     match kind {
         Kind::Fixed { size } => {
-            let start = ts.div_euclid(size) * size;
-            f(Bounds {
-                start,
-                end: start.saturating_add(size),
-            });
+            if let Some(b) = bounds(i128::from(ts).div_euclid(i128::from(size)) * i128::from(size), size) {
+                f(b);
+            }
         }
         Kind::Sliding { size, slide } => {
-            let last = ts.div_euclid(slide) * slide;
+            let (ts, size128, slide128) = (i128::from(ts), i128::from(size), i128::from(slide));
+            let last = ts.div_euclid(slide128) * slide128;
             // The oldest window still holding `ts` starts after `ts - size`.
-            let mut start = last - ((size - 1) / slide) * slide;
+            let mut start = last - ((size128 - 1) / slide128) * slide128;
             while start <= last {
-                if ts < start.saturating_add(size) {
-                    f(Bounds {
-                        start,
-                        end: start.saturating_add(size),
-                    });
+                if ts < start + size128
+                    && let Some(b) = bounds(start, size)
+                {
+                    f(b);
                 }
-                start += slide;
+                start += slide128;
             }
         }
         Kind::Global | Kind::Count { .. } | Kind::Periodic { .. } => f(Bounds {
