@@ -248,7 +248,7 @@ pub async fn run_window() -> Vec<Report> {
     reports
 }
 
-/// The flow over `lanes` lanes (event `i` in lane `i % lanes`: like a topic's partitions, each
+/// The flow over `lanes` lanes (event `i` in lane `(i - 1) % lanes`: like a topic's partitions, each
 /// in time order), checked against the plain loop's (counted, late, checksum).
 async fn window_flow(workload: &'static str, lanes: u64, base_secs: f64, base: (u64, u64, u64)) -> Report {
     let late = Arc::new(AtomicU64::new(0));
@@ -261,7 +261,7 @@ async fn window_flow(workload: &'static str, lanes: u64, base_secs: f64, base: (
         });
     let t = Instant::now();
     let windows: Vec<(i64, Vec<u64>)> =
-        Flow::from_iterables((0..lanes).map(|lane| (1..=EVENTS).filter(move |i| i % lanes == lane).map(event)))
+        Flow::from_iterables((0..lanes).map(|lane| (1 + lane..=EVENTS).step_by(lanes as usize).map(event)))
             .partition(Partition::by_key(|e: &(u64, i64)| e.0).stages(2).window(window))
             .reduce_with(
                 || vec![0u64; 100],

@@ -194,6 +194,7 @@ impl<T, A, O> Reducer<T, A, O> {
             input.last_seen = now;
             input.wm
         };
+        let mut last_fixed: Option<Bounds> = None;
         for Stamped { e, wm } in events {
             let ts = time(&e);
             input_wm = input_wm.max(wm);
@@ -201,12 +202,23 @@ impl<T, A, O> Reducer<T, A, O> {
             let mut took = false;
             // Lateness is judged by the event's own input: the same in every run, however
             // the inputs interleave and however the events are partitioned.
-            window::assign(kind, ts, |b| {
+            let mut take = |b: Bounds| {
                 if input_wm < b.end.saturating_add(lateness) {
                     took = true;
                     self.fold_into(b, &e, punctuated);
                 }
-            });
+            };
+            match kind {
+                // Most events fall in the window of the one before: no division for them.
+                Kind::Fixed { .. } if last_fixed.is_some_and(|b| b.start <= ts && ts < b.end) => {
+                    take(last_fixed.expect("checked"));
+                }
+                Kind::Fixed { .. } => window::assign(kind, ts, |b| {
+                    last_fixed = Some(b);
+                    take(b);
+                }),
+                _ => window::assign(kind, ts, take),
+            }
             if !took {
                 self.late += 1;
                 self.late_counter.increment(1);

@@ -233,13 +233,25 @@ pub(crate) fn assign(kind: Kind, ts: i64, mut f: impl FnMut(Bounds)) {
     };
     match kind {
         Kind::Fixed { size } => {
-            if let Some(b) = bounds(i128::from(ts).div_euclid(i128::from(size)) * i128::from(size), size) {
+            // i64 arithmetic when it fits (nearly always; a 128-bit division costs more than
+            // the rest of the event's path).
+            let start = match ts.div_euclid(size).checked_mul(size) {
+                Some(start) => Some(Bounds {
+                    start,
+                    end: start.saturating_add(size),
+                }),
+                None => bounds(i128::from(ts).div_euclid(i128::from(size)) * i128::from(size), size),
+            };
+            if let Some(b) = start {
                 f(b);
             }
         }
         Kind::Sliding { size, slide } => {
             let (ts, size128, slide128) = (i128::from(ts), i128::from(size), i128::from(slide));
-            let last = ts.div_euclid(slide128) * slide128;
+            let last = match (ts as i64).div_euclid(slide).checked_mul(slide) {
+                Some(last) => i128::from(last),
+                None => ts.div_euclid(slide128) * slide128,
+            };
             // The oldest window still holding `ts` starts after `ts - size`.
             let mut start = last - ((size128 - 1) / slide128) * slide128;
             while start <= last {
