@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use super::{Flow, FlowError};
 use crate::connector::Sink;
 use crate::pipeline::Message;
+use crate::resilience::Backoff;
 
 impl<T: Send + 'static> Flow<T> {
     /// Runs the flow and writes its results to `sink`, in batches of up to `batch_size`
@@ -58,14 +59,17 @@ impl<T: Send + 'static> Flow<T> {
 }
 
 async fn write<T, S: Sink<T>>(sink: &S, batch: &mut [Message<T>]) -> Result<(), FlowError> {
-    let mut delay = Duration::from_millis(100);
+    // Never gives up: an outage is waited out, however long.
+    let mut delays = Backoff::exponential(Duration::from_millis(100))
+        .cap(Duration::from_secs(5))
+        .delays();
     loop {
         match sink.write(batch).await {
             Ok(()) => return Ok(()),
             Err(e) if crate::is_unavailable(&*e) => {
+                let delay = delays.next().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %e, retry_in = ?delay, "flow sink unavailable; the flow waits");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(e) => return Err(FlowError::Sink(e)),
         }
