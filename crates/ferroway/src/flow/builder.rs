@@ -155,19 +155,34 @@ impl<T: Send + 'static> Flow<T> {
     fn from_producers<P: Producer<Output = T>>(
         producers: impl FnOnce() -> Result<Vec<P>, FlowError> + Send + 'static,
     ) -> Self {
-        let mut f = Flow::from_build(Box::new(|_, _| {
-            Box::pin(async { unreachable!("sources are started by `materialized`") })
-        }));
-        f.sources = Some(Sources {
-            label: "source".into(),
-            make: Box::new(move || {
+        Flow::from_sources(
+            "source".into(),
+            Box::new(move || {
                 Ok(producers()?
                     .into_iter()
                     .map(|p| Box::new(p) as Box<dyn lane::LaneSource<T>>)
                     .collect())
             }),
-        });
+        )
+    }
+
+    /// A flow of source lanes not started yet (see [`materialized`](Self::materialized)).
+    fn from_sources(label: String, make: MakeLanes<T>) -> Self {
+        let mut f = Flow::from_build(Box::new(|_, _| {
+            Box::pin(async { unreachable!("sources are started by `materialized`") })
+        }));
+        f.sources = Some(Sources { label, make });
         f
+    }
+
+    /// This flow with a pending partition turned into stages (which pass events on), for
+    /// whatever cannot take a partition as its input.
+    fn settled(self) -> Self {
+        if self.partition.is_some() {
+            self.map(|e| e)
+        } else {
+            self
+        }
     }
 
     /// Turns sources not started yet into a build that starts them.
@@ -312,10 +327,7 @@ impl<T: Send + 'static> Flow<T> {
     /// # Ok(()) }
     /// ```
     pub fn merge(flows: impl IntoIterator<Item = Flow<T>>) -> Self {
-        let flows: Vec<Flow<T>> = flows
-            .into_iter()
-            .map(|f| if f.partition.is_some() { f.map(|e| e) } else { f }.materialized())
-            .collect();
+        let flows: Vec<Flow<T>> = flows.into_iter().map(|f| f.settled().materialized()).collect();
         let (name, max_demand) = flows
             .first()
             .map_or(("flow".into(), 4096), |f| (f.name.clone(), f.max_demand));
@@ -356,18 +368,15 @@ impl<T: Send + 'static> Flow<T> {
         match self.sources {
             // Right after the sources: run in their stages.
             Some(Sources { label, make }) if self.partition.is_none() => {
-                let mut fused = Flow::from_build(Box::new(|_, _| {
-                    Box::pin(async { unreachable!("sources are started by `materialized`") })
-                }));
-                fused.sources = Some(Sources {
-                    label: format!("{label}+{what}"),
-                    make: Box::new(move || {
+                let mut fused = Flow::from_sources(
+                    format!("{label}+{what}"),
+                    Box::new(move || {
                         Ok(make()?
                             .into_iter()
                             .map(|inner| Box::new(lane::Fused { inner, f: f() }) as Box<dyn lane::LaneSource<U>>)
                             .collect())
                     }),
-                });
+                );
                 fused.name = self.name;
                 fused.max_demand = self.max_demand;
                 fused
@@ -578,13 +587,11 @@ impl<T: Send + 'static> Flow<T> {
     /// Routes events to partitions: the next operation (usually a reduction) runs once per
     /// partition, each with the partition's window. Events of one key stay in one partition,
     /// in the order each input delivered them.
-    pub fn partition(mut self, p: Partition<T>) -> Flow<T> {
-        if self.partition.is_some() {
-            // Two partitions in a row: the first one's stages pass events on.
-            self = self.map(|e| e);
-        }
-        self.partition = Some(p);
-        self
+    pub fn partition(self, p: Partition<T>) -> Flow<T> {
+        // Two partitions in a row: the first one's stages pass events on.
+        let mut this = self.settled();
+        this.partition = Some(p);
+        this
     }
 
     /// Folds each window's events into an accumulator (per partition, or per lane without a
@@ -737,12 +744,9 @@ impl<T: Send + 'static> Flow<T> {
         super::output::stream(self)
     }
 
-    pub(crate) fn has_partition(&self) -> bool {
-        self.partition.is_some()
-    }
-
+    /// The flow ready to run: a pending partition settled, sources to start.
     pub(crate) fn into_parts(self) -> (Build<T>, Option<Partition<T>>, Arc<str>, usize) {
-        let this = self.materialized();
+        let this = self.settled().materialized();
         (this.build, this.partition, this.name, this.max_demand)
     }
 }

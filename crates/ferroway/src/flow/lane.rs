@@ -44,6 +44,11 @@ where
     }
 }
 
+/// Runs a step of the user's code: a panic in it fails the stage `name`, as in any stage.
+pub(crate) fn unwinding<R>(name: &Arc<str>, f: impl FnOnce() -> R) -> Result<R, StageError> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|panic| StageError::panicked(name, panic))
+}
+
 /// A per-event operation over a lane (map, filter, flat_map, ...), applied to whole batches.
 pub(crate) struct Apply<F> {
     pub(crate) name: Arc<str>,
@@ -63,9 +68,7 @@ where
         out: Option<&mut Outbox<O>>,
     ) -> Result<(), StageError> {
         let mut batch = Vec::with_capacity(events.len());
-        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| (self.f)(events, &mut batch))) {
-            return Err(StageError::panicked(&self.name, panic));
-        }
+        unwinding(&self.name, || (self.f)(events, &mut batch))?;
         match out {
             Some(out) if !batch.is_empty() => out.emit(batch),
             _ => Ok(()),

@@ -28,8 +28,6 @@ impl<T: Send + 'static> Consumer for ToChannel<T> {
 }
 
 pub(crate) fn stream<T: Send + 'static>(flow: Flow<T>) -> impl Stream<Item = Result<T, FlowError>> + Send + 'static {
-    // A pending partition with nothing after it: its stages pass the events on.
-    let flow = if flow.has_partition() { flow.map(|e| e) } else { flow };
     let (tx, rx) = mpsc::channel::<Result<Vec<T>, FlowError>>(2);
     let name = flow.name.clone();
     let driver = tokio::spawn(async move {

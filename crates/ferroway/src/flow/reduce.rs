@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::lane::unwinding;
 use super::panes::Panes;
 use super::trigger::{Accumulator, Fired, Predicate, Trigger, TriggerInfo};
 use super::window::{self, Bounds, Kind, Window};
@@ -367,7 +368,7 @@ where
         out: Option<&mut Outbox<O>>,
     ) -> Result<(), StageError> {
         let name = self.name.clone();
-        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match self.window.kind {
+        unwinding(&name, || match self.window.kind {
             Kind::Fixed { .. } | Kind::Sliding { .. } => {
                 let time = self
                     .window
@@ -388,10 +389,7 @@ where
                     end: i64::MAX,
                 },
             ),
-        }));
-        if let Err(panic) = step {
-            return Err(StageError::panicked(&name, panic));
-        }
+        })?;
         self.emit(out)
     }
 
@@ -417,7 +415,7 @@ where
     fn tick(&mut self, out: Option<&mut Outbox<O>>) -> Result<(), StageError> {
         let now = Instant::now();
         let name = self.name.clone();
-        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        unwinding(&name, || {
             if let Kind::Periodic { size } = self.window.kind {
                 let current = self.period(now, size);
                 let ended: Vec<Bounds> = self.panes.keys().filter(|b| b.end <= current.start).collect();
@@ -435,18 +433,13 @@ where
                 }
                 self.periodically = Some((period, later(now, period)));
             }
-        }));
-        if let Err(panic) = step {
-            return Err(StageError::panicked(&name, panic));
-        }
+        })?;
         self.emit(out)
     }
 
     fn flush(&mut self, out: Option<&mut Outbox<O>>) -> Result<(), StageError> {
         let name = self.name.clone();
-        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.close_all())) {
-            return Err(StageError::panicked(&name, panic));
-        }
+        unwinding(&name, || self.close_all())?;
         if self.late > 0 {
             tracing::debug!(stage = %self.name, late = self.late, "late events left out");
         }
