@@ -9,6 +9,7 @@ use futures_util::Stream;
 use futures_util::future::BoxFuture;
 
 use super::FlowError;
+use super::acks::{AckPlan, Acked};
 use super::lane::{self, Apply};
 use super::partition::Partition;
 use super::reduce::{Reducer, Reduction, Stamped};
@@ -128,6 +129,8 @@ pub struct Flow<T> {
     partition: Option<Partition<T>>,
     pub(crate) name: Arc<str>,
     pub(crate) max_demand: usize,
+    /// Set for a flow over a connector source: its acknowledgements follow its events.
+    pub(crate) acked: Option<Acked>,
 }
 
 impl<T> std::fmt::Debug for Flow<T> {
@@ -148,6 +151,7 @@ impl<T: Send + 'static> Flow<T> {
             partition: None,
             name: "flow".into(),
             max_demand: 4096,
+            acked: None,
         }
     }
 
@@ -315,6 +319,76 @@ impl<T: Send + 'static> Flow<T> {
         }))
     }
 
+    /// A flow over a connector [`Source`](crate::connector::Source) (Kafka, Redis, files,
+    /// ...), read by `lanes` producers at once (`0`: the machine's cores), with its
+    /// acknowledgements: a message is acknowledged only once every window it went into has
+    /// been emitted and its results written (by [`into_sink`](Flow::into_sink), or handed to
+    /// the stream). Then the source's close runs, so its last commits are made.
+    ///
+    /// After a crash the source redelivers what it had not acknowledged and the flow computes
+    /// those windows again: results are at least once — a sink keyed by window and key makes
+    /// them idempotent. The `checkpoint` file keeps, per partition, the watermark up to which
+    /// every window was written, so that a window finished before the crash is not emitted
+    /// again from a partial replay. Keep the number of partitions across restarts.
+    ///
+    /// Per-event operations (`map`, `filter`, ...) may follow, then a partition and one
+    /// reduction whose results go to the output; do per-result work in `on_trigger`. The
+    /// acknowledgement state is the tokens of the messages not yet acknowledged (consecutive
+    /// tokens, like offsets, as one run) and a few numbers per partition and lane — never the
+    /// payloads. A source that limits its unacknowledged messages (e.g. the file source's
+    /// `max_pending_lines`) must allow a window's worth.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ferroway::connector::generator::Generator;
+    /// use ferroway::flow::{Accumulator, Flow, Partition, Window};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ferroway::flow::FlowError> {
+    /// let source = Generator::new(1_000); // {"seq":1,...} .. {"seq":1000,...}
+    /// let checkpoint = std::env::temp_dir().join(format!("ferroway-doc-flow-{}.ckpt", std::process::id()));
+    /// // Message n happened at n ms: count the messages of each 100 ms window.
+    /// let w = Window::fixed(Duration::from_millis(100)).event_time(|seq: &i64| *seq);
+    /// let counts: Vec<(i64, u64)> = Flow::from_source(source.clone(), 1, &checkpoint)
+    ///     .filter_map(|json: String| json[7..].split(',').next()?.parse::<i64>().ok())
+    ///     .partition(Partition::by_key(|_: &i64| 0).stages(1).window(w))
+    ///     .reduce_with(|| 0u64, |n, _| *n += 1, |n, t| (vec![(t.window.start, *n)], Accumulator::Reset))
+    ///     .collect()
+    ///     .await?;
+    /// assert_eq!(counts[..2], [(0, 99), (100, 100)]);
+    /// assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), 1_000);
+    /// assert_eq!(source.stats().acked, 1_000); // every message, once its window was out
+    /// # std::fs::remove_file(&checkpoint).ok();
+    /// # Ok(()) }
+    /// ```
+    pub fn from_source<S>(source: S, lanes: usize, checkpoint: impl AsRef<Path>) -> Self
+    where
+        S: crate::connector::Source<Data = T>,
+    {
+        let lanes = if lanes == 0 { super::partition::cores() } else { lanes };
+        let source = Arc::new(source);
+        let plan = Arc::new(AckPlan::new(source.clone(), lanes, checkpoint.as_ref().to_path_buf()));
+        let opened = plan.clone();
+        let mut f = Flow::from_sources(
+            "source".into(),
+            Box::new(move || {
+                let tracker = opened.tracker()?;
+                (0..lanes)
+                    .map(|lane| {
+                        let producer = source.producer(lane).map_err(FlowError::Source)?;
+                        Ok(Box::new(super::source::Acked {
+                            producer,
+                            lane,
+                            tracker: tracker.clone(),
+                        }) as Box<dyn lane::LaneSource<T>>)
+                    })
+                    .collect()
+            }),
+        );
+        f.acked = Some(Acked::Lanes(plan));
+        f
+    }
+
     /// One flow with the lanes of all of `flows`, read concurrently.
     ///
     /// ```
@@ -328,6 +402,7 @@ impl<T: Send + 'static> Flow<T> {
     /// ```
     pub fn merge(flows: impl IntoIterator<Item = Flow<T>>) -> Self {
         let flows: Vec<Flow<T>> = flows.into_iter().map(|f| f.settled().materialized()).collect();
+        let acked = flows.iter().any(|f| f.acked.is_some()).then_some(Acked::Broken);
         let (name, max_demand) = flows
             .first()
             .map_or(("flow".into(), 4096), |f| (f.name.clone(), f.max_demand));
@@ -342,6 +417,7 @@ impl<T: Send + 'static> Flow<T> {
         }));
         merged.name = name;
         merged.max_demand = max_demand;
+        merged.acked = acked;
         merged
     }
 
@@ -379,6 +455,7 @@ impl<T: Send + 'static> Flow<T> {
                 );
                 fused.name = self.name;
                 fused.max_demand = self.max_demand;
+                fused.acked = self.acked;
                 fused
             }
             sources => {
@@ -403,6 +480,7 @@ impl<T: Send + 'static> Flow<T> {
             partition,
             name,
             max_demand,
+            acked,
             ..
         } = self.materialized();
         let wired: Build<U> = Box::new(move |ctx, out| {
@@ -452,6 +530,9 @@ impl<T: Send + 'static> Flow<T> {
             partition: None,
             name,
             max_demand,
+            // Acknowledgements follow events only from fused source lanes into a reduction
+            // (which sets its own).
+            acked: acked.map(|_| Acked::Broken),
         }
     }
 
@@ -644,6 +725,7 @@ impl<T: Send + 'static> Flow<T> {
             partition,
             name,
             max_demand,
+            acked,
         } = self;
         let window = partition
             .as_ref()
@@ -654,25 +736,57 @@ impl<T: Send + 'static> Flow<T> {
             on_trigger: Arc::new(on_trigger),
         };
         let invalid = window.validate().err();
+        // Over a connector source, acknowledgements follow the events only straight from the
+        // source lanes (where each batch is known) into the reduction.
+        let plan = match &acked {
+            Some(Acked::Lanes(plan)) if sources.is_some() => Some(plan.clone()),
+            _ => None,
+        };
+        if let Some(plan) = &plan {
+            let _ = plan.partitions.set(partition.as_ref().map_or(plan.lanes, |p| p.stages));
+        }
         // Each lane stamps its events with its watermark before they are partitioned.
         let (time, ooo) = (window.time.clone(), window.out_of_orderness);
+        let (stamp_plan, route) = (plan.clone(), partition.clone());
+        let next_lane = Arc::new(AtomicUsize::new(0));
         let lanes = Flow {
             build,
             sources,
             partition: None,
             name,
             max_demand,
+            acked: None,
         };
         let mut stamped = lanes.apply("watermark", move || {
             let time = time.clone();
             let mut max = i64::MIN;
-            Box::new(move |events: Vec<T>, out: &mut Vec<Stamped<T>>| match &time {
-                Some(time) => out.extend(events.into_iter().map(|e| {
-                    let wm = max.saturating_sub(ooo);
-                    max = max.max(time(&e));
-                    Stamped { e, wm }
-                })),
-                None => out.extend(events.into_iter().map(|e| Stamped { e, wm: i64::MIN })),
+            let mut stamp = move |e: T| {
+                let wm = match &time {
+                    Some(time) => {
+                        let wm = max.saturating_sub(ooo);
+                        max = max.max(time(&e));
+                        wm
+                    }
+                    None => i64::MIN,
+                };
+                Stamped { e, wm, at: 0 }
+            };
+            let Some(tracker) = stamp_plan.as_ref().and_then(|p| p.started()) else {
+                return Box::new(move |events: Vec<T>, out: &mut Vec<Stamped<T>>| {
+                    out.extend(events.into_iter().map(&mut stamp))
+                });
+            };
+            let lane = next_lane.fetch_add(1, Ordering::Relaxed);
+            let route = route.clone();
+            let mut counts = vec![0u64; *stamp_plan.as_ref().and_then(|p| p.partitions.get()).unwrap_or(&1)];
+            Box::new(move |events: Vec<T>, out: &mut Vec<Stamped<T>>| {
+                let at = Stamped::<T>::at(lane, tracker.current(lane));
+                counts.fill(0);
+                out.extend(events.into_iter().map(|e| {
+                    counts[route.as_ref().map_or(lane, |r| r.index(&e))] += 1;
+                    Stamped { at, ..stamp(e) }
+                }));
+                tracker.stamped(lane, &counts);
             })
         });
         stamped.partition = partition.map(|p| Partition {
@@ -683,9 +797,19 @@ impl<T: Send + 'static> Flow<T> {
             },
             window: super::Window::global(),
         });
-        let next = stamped.then("reduce", move |name, lane, inputs| {
-            Reducer::new(name, lane, window.clone(), r.clone(), inputs)
+        let reduce_plan = plan.clone();
+        let mut next = stamped.then("reduce", move |name, lane, inputs| {
+            let reducer = Reducer::new(name, lane, window.clone(), r.clone(), inputs);
+            match reduce_plan.as_ref().and_then(|p| p.started()) {
+                Some(tracker) => reducer.tracked(tracker),
+                None => reducer,
+            }
         });
+        next.acked = match (acked, plan) {
+            (_, Some(plan)) => Some(Acked::Reduced(plan)),
+            (Some(_), None) => Some(Acked::Broken),
+            (None, None) => None,
+        };
         match invalid {
             Some(e) => next.failing(e),
             None => next,
@@ -741,7 +865,7 @@ impl<T: Send + 'static> Flow<T> {
     /// # }
     /// ```
     pub fn into_stream(self) -> impl Stream<Item = Result<T, FlowError>> + Send + 'static {
-        super::output::stream(self)
+        super::output::stream(self, None)
     }
 
     /// The flow ready to run: a pending partition settled, sources to start.

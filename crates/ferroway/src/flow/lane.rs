@@ -44,6 +44,20 @@ where
     }
 }
 
+/// Starts `t` as a stage with no downstream (a flow's output).
+pub(crate) fn start_last<I, T>(name: String, t: T) -> (ConsumerRef<I>, StageTask)
+where
+    I: Send + 'static,
+    T: Transform<I, ()> + 'static,
+{
+    let (inbox, input, crx): (Inbox<I>, _, _) = ConsumerOptions::new()
+        .name(name.clone())
+        .stop_when_unsubscribed(true)
+        .into_inbox("flow");
+    let task = transform::spawn(name.into(), t, inbox, crx, None::<Downstream<()>>);
+    (input, task)
+}
+
 /// Runs a step of the user's code: a panic in it fails the stage `name`, as in any stage.
 pub(crate) fn unwinding<R>(name: &Arc<str>, f: impl FnOnce() -> R) -> Result<R, StageError> {
     std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|panic| StageError::panicked(name, panic))

@@ -48,7 +48,9 @@
 //! back-pressure, so a flow holds about `max_demand` events per stage and input, plus the
 //! accumulators of the open windows — however large the input.
 
+mod acks;
 mod builder;
+mod checkpoint;
 mod error;
 mod join;
 mod lane;

@@ -7,11 +7,22 @@ use std::panic::AssertUnwindSafe;
 use futures_util::{FutureExt, Stream};
 use tokio::sync::mpsc;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use super::FlowError;
+use super::acks::{AckPlan, Acked, Tracker};
 use super::builder::{Ctx, Flow, Out};
+use super::lane;
 use crate::BoxError;
+use crate::connector::Sink;
 use crate::error::StageError;
-use crate::stage::{self, CancelMode, Consumer, ConsumerOptions, StageTask, SubscribeOptions};
+use crate::pipeline::Message;
+use crate::stage::outbox::Outbox;
+use crate::stage::transform::Transform;
+use crate::stage::{
+    self, CancelMode, Consumer, ConsumerOptions, ProducerRef, StageTask, SubscribeOptions, SubscriptionId,
+};
 
 /// The last stage: hands each batch to the stream, waiting while the stream's reader is behind.
 struct ToChannel<T>(mpsc::Sender<Result<Vec<T>, FlowError>>);
@@ -27,13 +38,32 @@ impl<T: Send + 'static> Consumer for ToChannel<T> {
     }
 }
 
-pub(crate) fn stream<T: Send + 'static>(flow: Flow<T>) -> impl Stream<Item = Result<T, FlowError>> + Send + 'static {
+/// A sink results go to straight from the last stage (a flow over a connector source), in
+/// batches of at most the given size.
+pub(crate) type SinkTo<T> = (Arc<dyn Sink<T>>, usize);
+
+/// Runs `flow`, its results going to the stream — or, over a connector source, to `sink` if
+/// given (the stream then only reports the outcome).
+pub(crate) fn stream<T: Send + 'static>(
+    flow: Flow<T>,
+    sink: Option<SinkTo<T>>,
+) -> impl Stream<Item = Result<T, FlowError>> + Send + 'static {
     let (tx, rx) = mpsc::channel::<Result<Vec<T>, FlowError>>(2);
     let name = flow.name.clone();
     let driver = tokio::spawn(async move {
+        let run = async {
+            match flow.acked.clone() {
+                None => drive(flow, tx.clone()).await,
+                Some(Acked::Reduced(plan)) => drive_acked(flow, plan, tx.clone(), sink).await,
+                Some(other) => {
+                    let refusal = other.refusal().expect("only a reduced flow runs");
+                    let _ = tx.send(Err(refusal)).await;
+                }
+            }
+        };
         // A panic while wiring (in a user's option, say) must end the stream with an error,
         // not look like a flow that ended with no results.
-        if let Err(panic) = AssertUnwindSafe(drive(flow, tx.clone())).catch_unwind().await {
+        if let Err(panic) = AssertUnwindSafe(run).catch_unwind().await {
             let _ = tx.send(Err(StageError::panicked(&name, panic).into())).await;
         }
     });
@@ -52,9 +82,9 @@ pub(crate) fn stream<T: Send + 'static>(flow: Flow<T>) -> impl Stream<Item = Res
 }
 
 /// Stops the flow's driver (and with it every stage) when the stream is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop<R = ()>(tokio::task::JoinHandle<R>);
 
-impl Drop for AbortOnDrop {
+impl<R> Drop for AbortOnDrop<R> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -113,6 +143,13 @@ async fn drive<T: Send + 'static>(flow: Flow<T>, tx: mpsc::Sender<Result<Vec<T>,
     }
     let _ = ctx.go.send(true);
     let last = sink.join().await;
+    if let Some(e) = root_cause(&mut stages, last).await {
+        let _ = tx.send(Err(e.into())).await;
+    }
+}
+
+/// Waits for every stage once the last one ended, and returns the error that started it all.
+async fn root_cause(stages: &mut Stages, last: Result<(), StageError>) -> Option<StageError> {
     if last.is_err() {
         // A failed stage leaves the stages upstream of it without a consumer: stop them.
         for t in &stages.0 {
@@ -129,8 +166,179 @@ async fn drive<T: Send + 'static>(flow: Flow<T>, tx: mpsc::Sender<Result<Vec<T>,
             _ => {}
         }
     }
-    let first = first.or(last.err());
-    if let Some(e) = first {
-        let _ = tx.send(Err(e.into())).await;
+    first.or(last.err())
+}
+
+/// Drives a flow over a connector source: its last stage writes the results and tells the
+/// tracker, a task acknowledges what nothing holds any more, and at the end the last
+/// acknowledgements are flushed and the source closed — after a failure too, for what was
+/// acknowledged before it.
+async fn drive_acked<T: Send + 'static>(
+    flow: Flow<T>,
+    plan: Arc<AckPlan>,
+    tx: mpsc::Sender<Result<Vec<T>, FlowError>>,
+    sink: Option<SinkTo<T>>,
+) {
+    let (build, _, name, max_demand) = flow.into_parts();
+    let ctx = Ctx::new(name.clone(), max_demand);
+    let wired = build(ctx.clone(), Out::Demand).await;
+    let mut stages = Stages(std::mem::take(
+        &mut *ctx.tasks.lock().unwrap_or_else(|p| p.into_inner()),
+    ));
+    let outcome = match (wired, plan.started()) {
+        (Err(e), _) => Err(e),
+        (Ok(_), None) => Err(FlowError::Invalid {
+            option: "from_source",
+            reason: "the flow has no source lanes",
+        }),
+        (Ok(lanes), Some(tracker)) => run_acked(&mut stages, &ctx, lanes, &tracker, &name, tx.clone(), sink).await,
+    };
+    drop(stages);
+    if let Some(tracker) = plan.started() {
+        tracker.flush().await;
+    }
+    plan.close().await;
+    if let Err(e) = outcome {
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
+async fn run_acked<T: Send + 'static>(
+    stages: &mut Stages,
+    ctx: &Ctx,
+    lanes: Vec<ProducerRef<T>>,
+    tracker: &Arc<Tracker>,
+    name: &str,
+    tx: mpsc::Sender<Result<Vec<T>, FlowError>>,
+    sink: Option<SinkTo<T>>,
+) -> Result<(), FlowError> {
+    let parts = Arc::new(Mutex::new(HashMap::new()));
+    let refused = Arc::new(Mutex::new(None));
+    let to = match sink {
+        Some((sink, batch)) => To::Sink(sink, batch.max(1), refused.clone()),
+        None => To::Stream(tx),
+    };
+    let deliver = Deliver {
+        name: format!("{name}.output").into(),
+        to,
+        parts: parts.clone(),
+        tracker: tracker.clone(),
+    };
+    let (input, task) = lane::start_last(format!("{name}.output"), deliver);
+    for (p, lane) in lanes.iter().enumerate() {
+        let id = input
+            .subscribe_to(
+                lane,
+                SubscribeOptions::new()
+                    .max_demand(ctx.max_demand)
+                    .min_demand(ctx.max_demand / 2)
+                    .cancel(CancelMode::Transient),
+            )
+            .await?;
+        parts.lock().unwrap_or_else(|p| p.into_inner()).insert(id, p);
+    }
+    let _ = ctx.go.send(true);
+    // Acknowledges as windows are written; asked to stop, it finishes the round it is in
+    // (a checkpoint write is not cut short).
+    let (acking, stop) = (tracker.clone(), Arc::new(tokio::sync::Notify::new()));
+    let stopping = stop.clone();
+    let mut acking = AbortOnDrop(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = acking.changed() => {}
+                _ = stopping.notified() => return None,
+            }
+            if let Err(e) = acking.advance().await {
+                return Some(e);
+            }
+        }
+    }));
+    let mut task = std::pin::pin!(task.join());
+    let last = tokio::select! {
+        last = &mut task => last,
+        failed = &mut acking.0 => {
+            for t in &stages.0 {
+                t.abort();
+            }
+            let _ = task.await;
+            let e = failed.map_err(|e| FlowError::Sink(format!("the acknowledging task: {e}").into()));
+            return Err(e.and_then(|e| e.ok_or(FlowError::Sink("the acknowledging task stopped".into()))).unwrap_or_else(|e| e));
+        }
+    };
+    stop.notify_one();
+    if let Ok(Some(e)) = (&mut acking.0).await {
+        return Err(e);
+    }
+    let failed = root_cause(stages, last).await;
+    if let Some(e) = refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    // Every window was emitted and written: acknowledge the rest.
+    tracker.advance().await?;
+    if !tracker.settled() {
+        tracing::error!(flow = %name, "a flow ended with messages it never acknowledged; they will be redelivered");
+    }
+    Ok(())
+}
+
+/// Where a flow over a connector source puts its results.
+enum To<T> {
+    Stream(mpsc::Sender<Result<Vec<T>, FlowError>>),
+    /// The sink, its batch size, and where a refusal is kept for the flow's error.
+    Sink(Arc<dyn Sink<T>>, usize, Arc<Mutex<Option<FlowError>>>),
+}
+
+/// The last stage of a flow over a connector source: writes each partition's results and
+/// tells the tracker how many are written.
+struct Deliver<T> {
+    name: Arc<str>,
+    to: To<T>,
+    parts: Arc<Mutex<HashMap<SubscriptionId, usize>>>,
+    tracker: Arc<Tracker>,
+}
+
+impl<T: Send + 'static> Transform<T, ()> for Deliver<T> {
+    async fn handle(
+        &mut self,
+        from: SubscriptionId,
+        events: Vec<T>,
+        _: Option<&mut Outbox<()>>,
+    ) -> Result<(), StageError> {
+        let p = self
+            .parts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&from)
+            .copied()
+            .unwrap_or_default();
+        let failed = |source: crate::BoxError| StageError::Failed {
+            stage: self.name.clone(),
+            source: Arc::from(source),
+        };
+        match &self.to {
+            To::Stream(tx) => {
+                let n = events.len() as u64;
+                tx.send(Ok(events))
+                    .await
+                    .map_err(|_| failed("the flow's stream was dropped".into()))?;
+                self.tracker.written(p, n);
+            }
+            To::Sink(sink, size, refused) => {
+                let mut events = events.into_iter().peekable();
+                while events.peek().is_some() {
+                    let mut batch: Vec<Message<T>> = events.by_ref().take(*size).map(Message::new).collect();
+                    if let Err(e) = super::sink::write_batch(&**sink, &mut batch).await {
+                        let reason = e.to_string();
+                        *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return Err(failed(reason.into()));
+                    }
+                    self.tracker.written(p, batch.len() as u64);
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -74,8 +74,4 @@ impl<P> Panes<P> {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    pub(crate) fn clear(&mut self) {
-        self.0.clear();
-    }
 }

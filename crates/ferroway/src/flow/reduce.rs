@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::acks::{NONE, Progress, Retired, Tracker};
 use super::lane::unwinding;
 use super::panes::Panes;
 use super::trigger::{Accumulator, Fired, Predicate, Trigger, TriggerInfo};
@@ -25,6 +26,34 @@ pub(crate) type OnTrigger<A, O> = Arc<dyn Fn(&mut A, &TriggerInfo) -> (Vec<O>, A
 pub(crate) struct Stamped<T> {
     pub(crate) e: T,
     pub(crate) wm: i64,
+    /// Over a connector source: the lane and batch the event came from ([`Stamped::at`]);
+    /// 0 otherwise.
+    pub(crate) at: u64,
+}
+
+impl<T> Stamped<T> {
+    /// Packs a lane (16 bits) and a batch (48 bits).
+    pub(crate) fn at(lane: usize, batch: u64) -> u64 {
+        ((lane as u64) << 48) | (batch & ((1 << 48) - 1))
+    }
+}
+
+fn lane_batch(at: u64) -> (usize, u64) {
+    ((at >> 48) as usize, at & ((1 << 48) - 1))
+}
+
+/// A partition's part in acknowledging a connector source's messages.
+struct Track {
+    tracker: Arc<Tracker>,
+    /// Events received from each lane, and the batch of the last.
+    recv: Vec<u64>,
+    last: Vec<u64>,
+    /// Windows retired in this step.
+    retired: Vec<Retired>,
+    /// Results emitted so far.
+    emitted: u64,
+    /// Windows ending (with lateness) by this were written before a restart.
+    restored: i64,
 }
 
 /// The user's three functions.
@@ -52,6 +81,8 @@ struct Pane<A> {
     closed: bool,
     /// A late event updated the pane since it last fired.
     updated_late: bool,
+    /// Over a connector source: the oldest batch of each lane folded in (empty otherwise).
+    held: Box<[u64]>,
 }
 
 /// An input's event-time progress.
@@ -84,6 +115,7 @@ pub(crate) struct Reducer<T, A, O> {
     /// drop: below it, an input's progress needs no more than noting.
     next_due: i64,
     out: Vec<O>,
+    track: Option<Track>,
 }
 
 impl<T, A, O> Reducer<T, A, O> {
@@ -127,7 +159,60 @@ impl<T, A, O> Reducer<T, A, O> {
             },
             next_due: i64::MAX,
             out: Vec::new(),
+            track: None,
         }
+    }
+
+    /// This reducer, telling `tracker` what its windows hold.
+    pub(crate) fn tracked(mut self, tracker: Arc<Tracker>) -> Self {
+        let lanes = tracker.lanes();
+        self.track = Some(Track {
+            restored: tracker.restored(self.partition),
+            tracker,
+            recv: vec![0; lanes],
+            last: vec![0; lanes],
+            retired: Vec::new(),
+            emitted: 0,
+        });
+        self
+    }
+
+    /// Drops a window for good; over a connector source, what it held is released once the
+    /// results emitted so far are written.
+    fn retire(&mut self, b: Bounds) {
+        let Some(pane) = self.panes.remove(b) else {
+            return;
+        };
+        if let Some(t) = &mut self.track {
+            t.retired.push(Retired {
+                tag: t.emitted + self.out.len() as u64,
+                held: pane.held,
+                limit: b.end.saturating_add(self.window.lateness),
+            });
+        }
+    }
+
+    /// Tells the tracker what this partition holds now.
+    fn publish(&mut self) {
+        let Some(t) = &mut self.track else {
+            return;
+        };
+        let mut open = vec![NONE; t.recv.len()];
+        for (_, p) in self.panes.iter() {
+            for (o, h) in open.iter_mut().zip(p.held.iter()) {
+                *o = (*o).min(*h);
+            }
+        }
+        t.tracker.progress(
+            self.partition,
+            Progress {
+                recv: &t.recv,
+                last: &t.last,
+                open: &open,
+                retired: std::mem::take(&mut t.retired),
+                wm: self.watermark,
+            },
+        );
     }
 
     fn fire(&mut self, bounds: Bounds, fired: Fired) {
@@ -153,7 +238,7 @@ impl<T, A, O> Reducer<T, A, O> {
 
     /// Folds `e` into the pane `bounds`, firing `Every`/`Punctuation` as they come due.
     #[inline]
-    fn fold_into(&mut self, bounds: Bounds, e: &T, punctuated: bool) {
+    fn fold_into(&mut self, bounds: Bounds, e: &T, punctuated: bool, at: u64) {
         // A window first seen after the watermark passed it (an allowed-late event) is closed
         // already: its events fire `Late`.
         let closed = bounds.end <= self.watermark;
@@ -164,12 +249,18 @@ impl<T, A, O> Reducer<T, A, O> {
             bounds.end
         };
         self.next_due = self.next_due.min(due);
+        let lanes = self.track.as_ref().map_or(0, |t| t.recv.len());
         let pane = self.panes.get_or_insert_with(bounds, || Pane {
             acc: init(),
             since_every: 0,
             closed,
             updated_late: false,
+            held: vec![NONE; lanes].into_boxed_slice(),
         });
+        if !pane.held.is_empty() {
+            let (lane, batch) = lane_batch(at);
+            pane.held[lane] = pane.held[lane].min(batch);
+        }
         (self.r.fold)(&mut pane.acc, e);
         pane.since_every += 1;
         if pane.closed {
@@ -196,17 +287,29 @@ impl<T, A, O> Reducer<T, A, O> {
             input.wm
         };
         let mut last_fixed: Option<Bounds> = None;
-        for Stamped { e, wm } in events {
+        let (tracked, restored) = self.track.as_ref().map_or((false, i64::MIN), |t| (true, t.restored));
+        for Stamped { e, wm, at } in events {
             let ts = time(&e);
             input_wm = input_wm.max(wm);
+            if let Some(t) = &mut self.track {
+                let (lane, batch) = lane_batch(at);
+                t.recv[lane] += 1;
+                t.last[lane] = batch;
+            }
             let punctuated = self.punctuation.as_ref().is_some_and(|p| p(&e));
             let mut took = false;
             // Lateness is judged by the event's own input: the same in every run, however
             // the inputs interleave and however the events are partitioned.
             let mut take = |b: Bounds| {
-                if input_wm < b.end.saturating_add(lateness) {
+                let limit = b.end.saturating_add(lateness);
+                if limit <= restored {
+                    // Written before a restart: this is the replay of an event counted then.
                     took = true;
-                    self.fold_into(b, &e, punctuated);
+                } else if input_wm < limit && !(tracked && limit <= self.watermark) {
+                    // (Over a connector source, a window already dropped stays dropped: its
+                    // acknowledgements may be out, so it must not come back partial.)
+                    took = true;
+                    self.fold_into(b, &e, punctuated, at);
                 }
             };
             match kind {
@@ -282,7 +385,7 @@ impl<T, A, O> Reducer<T, A, O> {
                 // Its last late update still fires before it goes.
                 self.fire(b, Fired::Late);
             }
-            self.panes.remove(b);
+            self.retire(b);
         }
         let unclosed = self.panes.first_after(self.closed_upto).map_or(i64::MAX, |b| b.end);
         let purge = self.panes.first().map_or(i64::MAX, |b| b.end.saturating_add(lateness));
@@ -302,18 +405,19 @@ impl<T, A, O> Reducer<T, A, O> {
     }
 
     fn handle_count(&mut self, events: Vec<Stamped<T>>, size: i64) {
-        for Stamped { e, .. } in events {
+        for Stamped { e, at, .. } in events {
+            self.received(at);
             let start = self.seen.div_euclid(size) * size;
             let b = Bounds {
                 start,
                 end: start.saturating_add(size),
             };
             let punctuated = self.punctuation.as_ref().is_some_and(|p| p(&e));
-            self.fold_into(b, &e, punctuated);
+            self.fold_into(b, &e, punctuated, at);
             self.seen += 1;
             if self.seen == b.end {
                 self.fire(b, Fired::Closed);
-                self.panes.remove(b);
+                self.retire(b);
             }
         }
     }
@@ -329,9 +433,20 @@ impl<T, A, O> Reducer<T, A, O> {
     }
 
     fn handle_untimed(&mut self, events: Vec<Stamped<T>>, b: Bounds) {
-        for Stamped { e, .. } in events {
+        for Stamped { e, at, .. } in events {
+            self.received(at);
             let punctuated = self.punctuation.as_ref().is_some_and(|p| p(&e));
-            self.fold_into(b, &e, punctuated);
+            self.fold_into(b, &e, punctuated, at);
+        }
+    }
+
+    /// Counts an event of a connector source's batch `at` as received.
+    #[inline]
+    fn received(&mut self, at: u64) {
+        if let Some(t) = &mut self.track {
+            let (lane, batch) = lane_batch(at);
+            t.recv[lane] += 1;
+            t.last[lane] = batch;
         }
     }
 
@@ -341,17 +456,25 @@ impl<T, A, O> Reducer<T, A, O> {
             self.fire(b, Fired::Closed);
         }
         self.fire_late_updates();
-        self.panes.clear();
+        let all: Vec<Bounds> = self.panes.keys().collect();
+        for b in all {
+            self.retire(b);
+        }
     }
 
     fn emit(&mut self, out: Option<&mut Outbox<O>>) -> Result<(), StageError>
     where
         O: Send + 'static,
     {
-        match out {
+        if let Some(t) = &mut self.track {
+            t.emitted += self.out.len() as u64;
+        }
+        let emitted = match out {
             Some(out) if !self.out.is_empty() => out.emit(std::mem::take(&mut self.out)),
             _ => Ok(()),
-        }
+        };
+        self.publish();
+        emitted
     }
 }
 
@@ -421,7 +544,7 @@ where
                 let ended: Vec<Bounds> = self.panes.keys().filter(|b| b.end <= current.start).collect();
                 for b in ended {
                     self.fire(b, Fired::Closed);
-                    self.panes.remove(b);
+                    self.retire(b);
                 }
             }
             if let Some((period, at)) = self.periodically

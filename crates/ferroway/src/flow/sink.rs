@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
+use super::acks::Acked;
 use super::{Flow, FlowError};
 use crate::connector::Sink;
 use crate::pipeline::Message;
@@ -34,6 +35,23 @@ impl<T: Send + 'static> Flow<T> {
     /// ```
     pub async fn into_sink<S: Sink<T>>(self, sink: S, batch_size: usize) -> Result<u64, FlowError> {
         let batch_size = batch_size.max(1);
+        if let Some(Acked::Reduced(plan)) = &self.acked {
+            // Over a connector source the last stage writes, so that it knows which
+            // partition's results are written and the acknowledgements can follow.
+            let plan = plan.clone();
+            let sink = std::sync::Arc::new(sink);
+            let mut outcome = std::pin::pin!(super::output::stream(self, Some((sink.clone(), batch_size))));
+            let mut failed = None;
+            while let Some(r) = outcome.next().await {
+                failed = failed.or(r.err());
+            }
+            let closed = sink.close().await;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            closed.map_err(FlowError::Sink)?;
+            return Ok(plan.started().map_or(0, |t| t.total_written()));
+        }
         let results = self.into_stream().ready_chunks(batch_size);
         let mut results = std::pin::pin!(results);
         let mut written = 0u64;
@@ -42,14 +60,9 @@ impl<T: Send + 'static> Flow<T> {
             for r in chunk {
                 batch.push(Message::new(r?));
             }
-            write(&sink, &mut batch).await?;
-            if let Some(refused) = batch.iter().find_map(|m| m.failure()) {
-                let refused = refused.to_string();
-                let failed = batch.iter().filter(|m| m.is_failed()).count();
+            if let Err(e) = write_batch(&sink, &mut batch).await {
                 let _ = sink.close().await;
-                return Err(FlowError::Sink(
-                    format!("the sink refused {failed} result(s), e.g.: {refused}").into(),
-                ));
+                return Err(e);
             }
             written += batch.len() as u64;
         }
@@ -58,7 +71,19 @@ impl<T: Send + 'static> Flow<T> {
     }
 }
 
-async fn write<T, S: Sink<T>>(sink: &S, batch: &mut [Message<T>]) -> Result<(), FlowError> {
+/// Writes `batch`, waiting out outages; a result the sink refuses is an error.
+pub(crate) async fn write_batch<T, S: Sink<T> + ?Sized>(sink: &S, batch: &mut [Message<T>]) -> Result<(), FlowError> {
+    write(sink, batch).await?;
+    if let Some(refused) = batch.iter().find_map(|m| m.failure()) {
+        let failed = batch.iter().filter(|m| m.is_failed()).count();
+        return Err(FlowError::Sink(
+            format!("the sink refused {failed} result(s), e.g.: {refused}").into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn write<T, S: Sink<T> + ?Sized>(sink: &S, batch: &mut [Message<T>]) -> Result<(), FlowError> {
     // Never gives up: an outage is waited out, however long.
     let mut delays = Backoff::exponential(Duration::from_millis(100))
         .cap(Duration::from_secs(5))

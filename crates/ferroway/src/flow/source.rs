@@ -29,6 +29,29 @@ where
     }
 }
 
+/// A connector source's producer as a flow lane: the messages' data goes on, their
+/// acknowledgements to the flow's tracker.
+pub(crate) struct Acked<P> {
+    pub(crate) producer: P,
+    pub(crate) lane: usize,
+    pub(crate) tracker: std::sync::Arc<super::acks::Tracker>,
+}
+
+impl<T, P> Producer for Acked<P>
+where
+    T: Send + 'static,
+    P: Producer<Output = crate::pipeline::Message<T>>,
+{
+    type Output = T;
+
+    async fn handle_demand(&mut self, demand: usize) -> Result<Emit<T>, BoxError> {
+        Ok(match self.producer.handle_demand(demand).await? {
+            Emit::Events(v) => Emit::Events(self.tracker.pulled(self.lane, v)),
+            Emit::Done(v) => Emit::Done(self.tracker.pulled(self.lane, v)),
+        })
+    }
+}
+
 /// Emits a stream's items as demand comes (what is ready at once, at least one item).
 pub(crate) struct FromStream<S>(pub(crate) S);
 

@@ -204,6 +204,11 @@ impl<T> Message<T> {
         self.data
     }
 
+    /// The data and the acknowledgement, for whoever acknowledges it later (a flow).
+    pub(crate) fn into_parts(self) -> (T, AckRef) {
+        (self.data, self.ack)
+    }
+
     /// The same message with its data turned into another type: acknowledgement, metadata,
     /// origin, batch key and status are kept. How a pipeline hands one source's data to
     /// another connector's sink (a Redis entry to a Kafka record, say).
