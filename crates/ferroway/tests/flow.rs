@@ -658,3 +658,230 @@ async fn options_that_cannot_work_are_refused_by_name() {
         "{err:?}"
     );
 }
+
+/// Sessions per key, sequentially: `(key, start) -> (end, events)`.
+fn reference_sessions(events: &[(u8, i64)], gap: i64) -> BTreeMap<(u8, i64), (i64, u64)> {
+    let mut by_key: BTreeMap<u8, Vec<i64>> = BTreeMap::new();
+    for (k, ts) in events {
+        by_key.entry(*k).or_default().push(*ts);
+    }
+    let mut out = BTreeMap::new();
+    for (k, mut ts) in by_key {
+        ts.sort_unstable();
+        let mut current: Option<(i64, i64, u64)> = None;
+        for t in ts {
+            current = match current {
+                Some((start, end, n)) if t < end => Some((start, end.max(t + gap), n + 1)),
+                Some((start, end, n)) => {
+                    out.insert((k, start), (end, n));
+                    Some((t, t + gap, 1))
+                }
+                None => Some((t, t + gap, 1)),
+            };
+        }
+        if let Some((start, end, n)) = current {
+            out.insert((k, start), (end, n));
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn session_windows_equal_the_sequential_reference(
+        evs in events(),
+        lanes in 1usize..4,
+        partitions in 1usize..4,
+        gap in 1i64..60,
+        max_demand in 2usize..9,
+    ) {
+        let per_lane: Vec<Vec<(u8, i64)>> = (0..lanes).map(|l| evs.iter().skip(l).step_by(lanes).copied().collect()).collect();
+        // Out-of-orderness beyond the whole input: nothing is late, every event is in its session.
+        let w = Window::session(Duration::from_millis(gap as u64))
+            .event_time(|e: &(u8, i64)| e.1)
+            .out_of_orderness(Duration::from_secs(3600));
+        let got: Vec<(u8, i64, i64, u64)> = rt().block_on(
+            Flow::from_iterables(per_lane)
+                .max_demand(max_demand)
+                .partition(Partition::by_key(|e: &(u8, i64)| e.0).stages(partitions).window(w))
+                .reduce_with(
+                    || (0u8, 0u64),
+                    |acc, e| *acc = (e.0, acc.1 + 1),
+                    |acc, t| {
+                        assert_eq!(t.fired, Fired::Closed);
+                        (vec![(acc.0, t.window.start, t.window.end, acc.1)], Accumulator::Reset)
+                    },
+                )
+                .collect(),
+        ).unwrap();
+        let mut sessions = BTreeMap::new();
+        for (k, start, end, n) in got {
+            prop_assert!(sessions.insert((k, start), (end, n)).is_none(), "session ({k}, {start}) emitted twice");
+        }
+        prop_assert_eq!(sessions, reference_sessions(&evs, gap));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn late_session_events_are_judged_by_their_own_lane_for_any_partition_count(
+        evs in events(),
+        lanes in 1usize..4,
+        partitions in 1usize..4,
+        gap in 1i64..60,
+        ooo in 0i64..40,
+    ) {
+        let per_lane: Vec<Vec<(u8, i64)>> = (0..lanes).map(|l| evs.iter().skip(l).step_by(lanes).copied().collect()).collect();
+        // Reference: an event is late when it is before its lane's latest time less `ooo`.
+        let mut kept = Vec::new();
+        let mut late = 0u64;
+        for lane in &per_lane {
+            let mut max = i64::MIN;
+            for e in lane {
+                if e.1 < max.saturating_sub(ooo) { late += 1 } else { kept.push(*e) }
+                max = max.max(e.1);
+            }
+        }
+        let counted = Arc::new(AtomicUsize::new(0));
+        let c = counted.clone();
+        let w = Window::session(Duration::from_millis(gap as u64))
+            .event_time(|e: &(u8, i64)| e.1)
+            .out_of_orderness(Duration::from_millis(ooo as u64))
+            .on_late(move |_| { c.fetch_add(1, Ordering::Relaxed); });
+        let got: Vec<(u8, i64, i64, u64)> = rt().block_on(
+            Flow::from_iterables(per_lane)
+                .max_demand(5)
+                .partition(Partition::by_key(|e: &(u8, i64)| e.0).stages(partitions).window(w))
+                .reduce_with(
+                    || (0u8, 0u64),
+                    |acc, e| *acc = (e.0, acc.1 + 1),
+                    |acc, t| (vec![(acc.0, t.window.start, t.window.end, acc.1)], Accumulator::Reset),
+                )
+                .collect(),
+        ).unwrap();
+        let sessions: BTreeMap<_, _> = got.into_iter().map(|(k, s, e, n)| ((k, s), (e, n))).collect();
+        prop_assert_eq!(counted.load(Ordering::Relaxed) as u64, late);
+        prop_assert_eq!(sessions, reference_sessions(&kept, gap));
+    }
+}
+
+#[tokio::test]
+async fn a_session_event_behind_the_watermark_is_late_and_triggers_fire_inside_a_session() {
+    let late = Arc::new(AtomicUsize::new(0));
+    let l = late.clone();
+    let w = Window::session(Duration::from_millis(10))
+        .event_time(|e: &(u8, i64)| e.1)
+        .trigger(Trigger::every(2))
+        .on_late(move |_| {
+            l.fetch_add(1, Ordering::Relaxed);
+        });
+    // In order (no out-of-orderness): the event at 3 comes after the watermark passed 40.
+    let events = [(1u8, 0i64), (1, 5), (1, 8), (1, 40), (1, 3), (1, 45)];
+    let fired: Vec<(Fired, i64, u64)> = Flow::from_iterable(events)
+        .partition(Partition::by_key(|e: &(u8, i64)| e.0).stages(1).window(w))
+        .reduce_with(
+            || 0u64,
+            |n, _| *n += 1,
+            |n, t| (vec![(t.fired, t.window.start, *n)], Accumulator::Keep),
+        )
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        fired,
+        [
+            (Fired::Every, 0, 2),
+            (Fired::Closed, 0, 3),
+            (Fired::Every, 40, 2),
+            (Fired::Closed, 40, 2),
+        ]
+    );
+    assert_eq!(late.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn session_windows_without_time_or_with_lateness_are_refused() {
+    let no_time = Flow::from_iterable([1i64])
+        .partition(Partition::hashed().window(Window::session(Duration::from_millis(5))))
+        .reduce(|| 0u64, |n, _| *n += 1)
+        .collect()
+        .await
+        .unwrap_err();
+    let lateness = Flow::from_iterable([1i64])
+        .partition(
+            Partition::hashed().window(
+                Window::session(Duration::from_millis(5))
+                    .event_time(|t: &i64| *t)
+                    .allowed_lateness(Duration::from_millis(1)),
+            ),
+        )
+        .reduce(|| 0u64, |n, _| *n += 1)
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            no_time,
+            FlowError::Invalid {
+                option: "event_time",
+                ..
+            }
+        ),
+        "{no_time}"
+    );
+    assert!(
+        matches!(
+            lateness,
+            FlowError::Invalid {
+                option: "allowed_lateness",
+                ..
+            }
+        ),
+        "{lateness}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn group_by_key_and_departition_equal_the_sequential_reference(
+        pairs in prop::collection::vec((0u8..8, 0u32..100), 0..200),
+        lanes in 1usize..4,
+        partitions in 1usize..5,
+    ) {
+        let per_lane: Vec<Vec<(u8, u32)>> = (0..lanes).map(|l| pairs.iter().skip(l).step_by(lanes).copied().collect()).collect();
+        let mut groups: Vec<(u8, Vec<u32>)> = rt().block_on(
+            Flow::from_iterables(per_lane.clone())
+                .partition(Partition::by_key(|p: &(u8, u32)| p.0).stages(partitions))
+                .group_by_key()
+                .collect(),
+        ).unwrap();
+        for g in &mut groups {
+            g.1.sort_unstable();
+        }
+        groups.sort();
+        let mut reference: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
+        for (k, v) in &pairs {
+            reference.entry(*k).or_default().push(*v);
+        }
+        for v in reference.values_mut() {
+            v.sort_unstable();
+        }
+        prop_assert_eq!(groups, reference.into_iter().collect::<Vec<_>>());
+
+        // Sum per partition, then one total over every partition.
+        let total: Vec<u64> = rt().block_on(
+            Flow::from_iterables(per_lane)
+                .partition(Partition::by_key(|p: &(u8, u32)| p.0).stages(partitions))
+                .reduce(|| 0u64, |s, p| *s += u64::from(p.1))
+                .departition(|| 0u64, |t, s| *t += s, |t| [t])
+                .collect(),
+        ).unwrap();
+        prop_assert_eq!(total, vec![pairs.iter().map(|p| u64::from(p.1)).sum::<u64>()]);
+    }
+}

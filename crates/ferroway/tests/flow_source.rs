@@ -237,6 +237,15 @@ async fn what_acknowledgements_cannot_follow_is_refused_by_name() {
             "{e}"
         );
     }
+    // A restart could not tell a finished session's stragglers from an open one's.
+    let sessions = Window::session(Duration::from_millis(10)).event_time(|n: &u64| *n as i64);
+    let e = Flow::from_source(numbers(), 1, &path)
+        .partition(Partition::by_key(|n: &u64| *n).stages(1).window(sessions))
+        .reduce(|| 0u64, |c, _| *c += 1)
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FlowError::Invalid { option: "window", .. }), "{e}");
     assert!(
         books.acked.lock().unwrap().is_empty(),
         "nothing ran, nothing acknowledged"

@@ -179,9 +179,14 @@ impl<T: Send + 'static> Flow<T> {
         f
     }
 
+    /// Sets the partition the next stage is per (see [`partition`](Self::partition)).
+    pub(crate) fn set_partition(&mut self, p: Partition<T>) {
+        self.partition = Some(p);
+    }
+
     /// This flow with a pending partition turned into stages (which pass events on), for
     /// whatever cannot take a partition as its input.
-    fn settled(self) -> Self {
+    pub(crate) fn settled(self) -> Self {
         if self.partition.is_some() {
             self.map(|e| e)
         } else {
@@ -745,6 +750,15 @@ impl<T: Send + 'static> Flow<T> {
         if let Some(plan) = &plan {
             let _ = plan.partitions.set(partition.as_ref().map_or(plan.lanes, |p| p.stages));
         }
+        let invalid = match window.kind {
+            // A restart could not tell a finished session's stragglers from an open one's.
+            super::window::Kind::Session { .. } if plan.is_some() => Some(FlowError::Invalid {
+                option: "window",
+                reason: "session windows over a connector source are not supported yet",
+            }),
+            _ => invalid,
+        };
+        let session_key = partition.as_ref().map(|p| p.key.clone());
         // Each lane stamps its events with its watermark before they are partitioned.
         let (time, ooo) = (window.time.clone(), window.out_of_orderness);
         let (stamp_plan, route) = (plan.clone(), partition.clone());
@@ -799,7 +813,10 @@ impl<T: Send + 'static> Flow<T> {
         });
         let reduce_plan = plan.clone();
         let mut next = stamped.then("reduce", move |name, lane, inputs| {
-            let reducer = Reducer::new(name, lane, window.clone(), r.clone(), inputs);
+            let mut reducer = Reducer::new(name, lane, window.clone(), r.clone(), inputs);
+            if let Some(key) = &session_key {
+                reducer = reducer.keyed(key.clone());
+            }
             match reduce_plan.as_ref().and_then(|p| p.started()) {
                 Some(tracker) => reducer.tracked(tracker),
                 None => reducer,

@@ -38,7 +38,8 @@
 //! dropped, or handed to [`Window::on_late`]. With each input's order fixed, results and late
 //! counts are the same in every run (idleness, a processing-time rule, aside).
 //!
-//! Count windows close every N events of a partition; periodic windows every period of
+//! Session windows close per key once the key was silent for a gap (event time). Count
+//! windows close every N events of a partition; periodic windows every period of
 //! processing time; the global window when the input ends. [`Trigger`]s emit more often:
 //! every N events, periodically, or after a punctuation event.
 //!
@@ -52,12 +53,14 @@ mod acks;
 mod builder;
 mod checkpoint;
 mod error;
+mod group;
 mod join;
 mod lane;
 mod output;
 mod panes;
 mod partition;
 mod reduce;
+mod session;
 mod sink;
 mod source;
 mod trigger;

@@ -10,6 +10,8 @@ use tokio::time::Instant;
 use super::acks::{NONE, Progress, Retired, Tracker};
 use super::lane::unwinding;
 use super::panes::Panes;
+use super::partition::KeyFn;
+use super::session::{Session, Sessions};
 use super::trigger::{Accumulator, Fired, Predicate, Trigger, TriggerInfo};
 use super::window::{self, Bounds, Kind, Window};
 use crate::error::StageError;
@@ -116,6 +118,9 @@ pub(crate) struct Reducer<T, A, O> {
     next_due: i64,
     out: Vec<O>,
     track: Option<Track>,
+    /// Session windows: the sessions, and the key they are per.
+    sessions: Option<Sessions<T, A>>,
+    key: Option<KeyFn<T>>,
 }
 
 impl<T, A, O> Reducer<T, A, O> {
@@ -141,7 +146,6 @@ impl<T, A, O> Reducer<T, A, O> {
             late_counter: metrics::counter!("ferroway_flow_late_events_total", "stage" => name.to_string()),
             name,
             partition,
-            window,
             r,
             panes: Panes::new(),
             inputs: HashMap::new(),
@@ -160,7 +164,19 @@ impl<T, A, O> Reducer<T, A, O> {
             next_due: i64::MAX,
             out: Vec::new(),
             track: None,
+            sessions: match window.kind {
+                Kind::Session { gap } => Some(Sessions::new(gap)),
+                _ => None,
+            },
+            key: None,
+            window,
         }
+    }
+
+    /// This reducer, with `key` saying which session an event is in.
+    pub(crate) fn keyed(mut self, key: KeyFn<T>) -> Self {
+        self.key = Some(key);
+        self
     }
 
     /// This reducer, telling `tracker` what its windows hold.
@@ -392,6 +408,83 @@ impl<T, A, O> Reducer<T, A, O> {
         self.next_due = unclosed.min(purge);
     }
 
+    fn handle_sessions(&mut self, from: SubscriptionId, events: Vec<Stamped<T>>, time: &window::EventTime<T>) {
+        let ooo = self.window.out_of_orderness;
+        let now = Instant::now();
+        let input = self.inputs.entry(from).or_insert(Input {
+            wm: i64::MIN,
+            last_seen: now,
+        });
+        input.last_seen = now;
+        let mut input_wm = input.wm;
+        for Stamped { e, wm, .. } in events {
+            let ts = time(&e);
+            input_wm = input_wm.max(wm);
+            let Some(sessions) = self.sessions.as_mut() else {
+                return;
+            };
+            // Late by its own input's watermark (the same in every run), or behind what the
+            // partition already put into sessions (an idle input skipped).
+            if ts < input_wm || ts < sessions.drained {
+                self.late += 1;
+                self.late_counter.increment(1);
+                if let Some(f) = &self.window.on_late {
+                    f(e);
+                }
+            } else {
+                let key = self.key.as_ref().map_or(0, |k| k(&e));
+                sessions.push(key, ts, e);
+            }
+            let after = ts.saturating_sub(ooo);
+            if after > input_wm {
+                input_wm = after;
+                if let Some(i) = self.inputs.get_mut(&from) {
+                    i.wm = i.wm.max(after);
+                }
+                // As for fixed windows: where batches were cut changes nothing.
+                self.advance(now);
+                self.drain_sessions(self.watermark);
+            }
+        }
+        if let Some(i) = self.inputs.get_mut(&from) {
+            i.wm = i.wm.max(input_wm);
+        }
+        self.advance(now);
+        self.drain_sessions(self.watermark);
+    }
+
+    /// Puts the events before `wm` into their sessions, in time order, and closes the
+    /// sessions no later event can join.
+    fn drain_sessions(&mut self, wm: i64) {
+        let Some(sessions) = self.sessions.as_mut() else {
+            return;
+        };
+        let (r, out, partition) = (&self.r, &mut self.out, self.partition);
+        while let Some((key, ts, e)) = sessions.next_before(wm) {
+            let (closed, s) = sessions.take(key, ts, &*r.init);
+            if let Some(mut closed) = closed {
+                fire_session(r, partition, out, &mut closed, Fired::Closed);
+            }
+            (r.fold)(&mut s.acc, &e);
+            s.since_every += 1;
+            if self.every.is_some_and(|n| s.since_every >= n) {
+                fire_session(r, partition, out, s, Fired::Every);
+            }
+            if self.punctuation.as_ref().is_some_and(|p| p(&e)) {
+                fire_session(r, partition, out, s, Fired::Punctuation);
+            }
+        }
+        while let Some(mut closed) = sessions.next_ended(wm) {
+            fire_session(r, partition, out, &mut closed, Fired::Closed);
+        }
+        sessions.drained = sessions.drained.max(wm);
+    }
+
+    /// Whether any window (or session, or event waiting for one) is open.
+    fn has_state(&self) -> bool {
+        !self.panes.is_empty() || self.sessions.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
     fn fire_late_updates(&mut self) {
         let updated: Vec<Bounds> = self
             .panes
@@ -451,6 +544,7 @@ impl<T, A, O> Reducer<T, A, O> {
     }
 
     fn close_all(&mut self) {
+        self.drain_sessions(i64::MAX);
         let open: Vec<Bounds> = self.panes.iter().filter(|(_, p)| !p.closed).map(|(b, _)| b).collect();
         for b in open {
             self.fire(b, Fired::Closed);
@@ -500,6 +594,14 @@ where
                     .expect("validated: event-time windows have a time");
                 self.handle_event_time(from, events, &time);
             }
+            Kind::Session { .. } => {
+                let time = self
+                    .window
+                    .time
+                    .clone()
+                    .expect("validated: session windows have a time");
+                self.handle_sessions(from, events, &time);
+            }
             Kind::Count { size } => self.handle_count(events, size),
             Kind::Periodic { size } => {
                 let b = self.period(Instant::now(), size);
@@ -528,7 +630,7 @@ where
             }
             _ => None,
         };
-        let trigger = self.periodically.filter(|_| !self.panes.is_empty()).map(|(_, at)| at);
+        let trigger = self.periodically.filter(|_| self.has_state()).map(|(_, at)| at);
         match (periodic_end, trigger) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -554,6 +656,11 @@ where
                 for b in open {
                     self.fire(b, Fired::Periodically);
                 }
+                if let Some(sessions) = self.sessions.as_mut() {
+                    for s in sessions.open_mut() {
+                        fire_session(&self.r, self.partition, &mut self.out, s, Fired::Periodically);
+                    }
+                }
                 self.periodically = Some((period, later(now, period)));
             }
         })?;
@@ -568,6 +675,21 @@ where
         }
         self.emit(out)
     }
+}
+
+/// Hands a session's accumulator to `on_trigger`.
+fn fire_session<T, A, O>(r: &Reduction<T, A, O>, partition: usize, out: &mut Vec<O>, s: &mut Session<A>, fired: Fired) {
+    let info = TriggerInfo {
+        fired,
+        window: s.bounds,
+        partition,
+    };
+    let (events, keep) = (r.on_trigger)(&mut s.acc, &info);
+    out.extend(events);
+    if keep == Accumulator::Reset {
+        s.acc = (r.init)();
+    }
+    s.since_every = 0;
 }
 
 /// `at + d`, or about a century later when that does not fit in an `Instant`.

@@ -28,6 +28,7 @@ pub(crate) enum Kind {
     Sliding { size: i64, slide: i64 },
     Count { size: i64 },
     Periodic { size: i64 },
+    Session { gap: i64 },
 }
 
 /// How a partition groups events before reducing them, and when results are emitted.
@@ -136,6 +137,40 @@ impl<T> Window<T> {
         })
     }
 
+    /// Sessions by event time, per key (the partition's key): a session ends once its key
+    /// has had no event for `gap`; its bounds are its first event's time and its last
+    /// event's time plus the gap. Needs [`event_time`](Self::event_time); takes no allowed
+    /// lateness (a late event could join two closed sessions). Events wait for the watermark
+    /// to pass them before they join their session, so sessions never merge and the results
+    /// do not depend on arrival order within the out-of-orderness.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ferroway::flow::{Accumulator, Flow, Partition, Window};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ferroway::flow::FlowError> {
+    /// // (user, ts_ms) clicks, up to 100 ms out of order: a session ends after 30 ms
+    /// // without a click of that user.
+    /// let clicks = [("ann", 0), ("bob", 5), ("ann", 20), ("ann", 100), ("bob", 10)];
+    /// let w = Window::session(Duration::from_millis(30))
+    ///     .event_time(|c: &(&str, i64)| c.1)
+    ///     .out_of_orderness(Duration::from_millis(100));
+    /// let mut sessions: Vec<(&str, i64, i64, usize)> = Flow::from_iterable(clicks)
+    ///     .partition(Partition::by_key(|c: &(&str, i64)| c.0).stages(2).window(w))
+    ///     .reduce_with(Vec::new, |v, c| v.push(c.0), |v, t| {
+    ///         (vec![(v[0], t.window.start, t.window.end, v.len())], Accumulator::Reset)
+    ///     })
+    ///     .collect()
+    ///     .await?;
+    /// sessions.sort();
+    /// assert_eq!(sessions, [("ann", 0, 50, 2), ("ann", 100, 130, 1), ("bob", 5, 40, 2)]);
+    /// # Ok(()) }
+    /// ```
+    pub fn session(gap: Duration) -> Self {
+        Self::of(Kind::Session { gap: millis(gap) })
+    }
+
     /// Windows of `n` events each, counted per partition in arrival order.
     ///
     /// ```
@@ -203,9 +238,16 @@ impl<T> Window<T> {
     pub(crate) fn validate(&self) -> Result<(), super::FlowError> {
         let invalid = |option, reason| Err(super::FlowError::Invalid { option, reason });
         match self.kind {
-            Kind::Fixed { size } | Kind::Count { size } | Kind::Periodic { size } if size <= 0 => {
+            Kind::Fixed { size } | Kind::Count { size } | Kind::Periodic { size } | Kind::Session { gap: size }
+                if size <= 0 =>
+            {
                 invalid("window size", "must be more than zero")
             }
+            Kind::Session { .. } if self.time.is_none() => invalid("event_time", "session windows need an event time"),
+            Kind::Session { .. } if self.lateness > 0 => invalid(
+                "allowed_lateness",
+                "session windows take none: a late event could join two closed sessions",
+            ),
             Kind::Sliding { size, slide } if size <= 0 || slide <= 0 || slide > size => invalid(
                 "window size",
                 "size and slide must be more than zero, and slide at most size",
@@ -263,7 +305,7 @@ pub(crate) fn assign(kind: Kind, ts: i64, mut f: impl FnMut(Bounds)) {
                 start += slide128;
             }
         }
-        Kind::Global | Kind::Count { .. } | Kind::Periodic { .. } => f(Bounds {
+        Kind::Global | Kind::Count { .. } | Kind::Periodic { .. } | Kind::Session { .. } => f(Bounds {
             start: i64::MIN,
             end: i64::MAX,
         }),
