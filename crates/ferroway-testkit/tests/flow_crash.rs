@@ -123,7 +123,7 @@ fn sigkill_then_every_windows_final_result_equals_the_reference() {
         .kills(kills)
         .stop(Stop::Kill)
         // A restart emits again the windows written but not yet acknowledged when it died.
-        .max_duplicates(kills as u64 * 10_000)
+        .max_duplicates(kills as u64 * 20_000)
         .run(&mut subject)
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{report}");

@@ -885,3 +885,38 @@ proptest! {
         prop_assert_eq!(total, vec![pairs.iter().map(|p| u64::from(p.1)).sum::<u64>()]);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_input_stops_holding_the_watermark_back_after_its_idle_timeout() {
+    use futures_util::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(u8, i64)>();
+    let busy = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) }).boxed();
+    // One event, then silence without end.
+    let quiet = futures_util::stream::iter([(0u8, 10i64)])
+        .chain(futures_util::stream::pending())
+        .boxed();
+    let w = Window::fixed(Duration::from_secs(1))
+        .event_time(|e: &(u8, i64)| e.1)
+        .idle_timeout(Duration::from_secs(2));
+    let flow = Flow::merge([Flow::from_stream(busy), Flow::from_stream(quiet)])
+        .partition(Partition::by_key(|_: &(u8, i64)| 0).stages(1).window(w))
+        .reduce_with(
+            || 0u64,
+            |n, _| *n += 1,
+            |n, t| (vec![(t.window.start, *n)], Accumulator::Reset),
+        );
+    let mut out = std::pin::pin!(flow.into_stream());
+    tx.send((0, 100)).unwrap();
+    tx.send((0, 1_500)).unwrap();
+    // The quiet input's watermark (10) holds window [0, 1000) open...
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1_500), out.next())
+            .await
+            .is_err()
+    );
+    // ...until it has been silent for longer than the idle timeout.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    tx.send((0, 1_600)).unwrap();
+    let closed = tokio::time::timeout(Duration::from_millis(100), out.next()).await;
+    assert_eq!(closed.ok().flatten().map(Result::unwrap), Some((0, 2)));
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ferroway::BoxError;
 use ferroway::connector::file::FileSource;
 use ferroway::connector::{Sink, Source};
-use ferroway::flow::{Accumulator, Fired, Flow, FlowError, Partition, Window};
+use ferroway::flow::{Accumulator, Fired, Flow, FlowError, Partition, Trigger, Window};
 use ferroway::pipeline::{AckToken, Acknowledger, Acks, BoxFuture, Message};
 use ferroway::stage::{Emit, Producer};
 
@@ -51,6 +51,7 @@ struct Numbers {
     n: u64,
     lanes: u64,
     books: Arc<Books>,
+    gate: u64,
 }
 
 struct NumberProducer {
@@ -58,6 +59,9 @@ struct NumberProducer {
     step: u64,
     n: u64,
     books: Arc<Books>,
+    /// Emits nothing past this number before something was acknowledged (as a source with
+    /// a limit on unacknowledged messages would).
+    gate: u64,
 }
 
 impl Producer for NumberProducer {
@@ -66,6 +70,16 @@ impl Producer for NumberProducer {
     async fn handle_demand(&mut self, demand: usize) -> Result<Emit<Message<u64>>, BoxError> {
         // Small batches at a time, so windows span many batches and acknowledgements.
         let mut out = Vec::new();
+        if self.next >= self.gate {
+            let waited = tokio::time::timeout(Duration::from_secs(10), async {
+                while self.books.acked.lock().unwrap().is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+            waited
+                .await
+                .map_err(|_| "nothing was acknowledged: the source is stuck")?;
+        }
         while out.len() < demand.min(7) && self.next <= self.n {
             let acker: Arc<dyn Acknowledger> = self.books.clone();
             out.push(Message::with_acker(self.next, acker, AckToken(self.next, 0)));
@@ -90,6 +104,7 @@ impl Source for Numbers {
             step: self.lanes,
             n: self.n,
             books: self.books.clone(),
+            gate: self.gate,
         })
     }
 }
@@ -145,6 +160,7 @@ async fn a_message_is_acknowledged_only_after_its_windows_result_is_written() {
             n,
             lanes,
             books: books.clone(),
+            gate: u64::MAX,
         };
         let path = checkpoint("acks");
         let flow = counts(
@@ -185,6 +201,7 @@ async fn acknowledgements_follow_a_flat_map_and_a_filter_before_the_partition() 
         n,
         lanes: 2,
         books: books.clone(),
+        gate: u64::MAX,
     };
     let path = checkpoint("ops");
     // Every message becomes itself twice; odd keys' copies are dropped (whole batches of
@@ -209,6 +226,7 @@ async fn what_acknowledgements_cannot_follow_is_refused_by_name() {
         n: 10,
         lanes: 1,
         books: books.clone(),
+        gate: u64::MAX,
     };
     let path = checkpoint("refused");
     let not_reduced = Flow::from_source(numbers(), 1, &path).collect().await.unwrap_err();
@@ -237,6 +255,37 @@ async fn what_acknowledgements_cannot_follow_is_refused_by_name() {
             "{e}"
         );
     }
+    let repartitioned = counts(Flow::from_source(numbers(), 1, &path), 1, 0)
+        .partition(Partition::hashed().stages(2))
+        .reduce(|| 0u64, |n, _| *n += 1)
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            repartitioned,
+            FlowError::Invalid {
+                option: "from_source",
+                ..
+            }
+        ),
+        "{repartitioned}"
+    );
+    let per_lane = Flow::from_source(numbers(), 1, &path)
+        .reduce(|| 0u64, |n, _| *n += 1)
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            per_lane,
+            FlowError::Invalid {
+                option: "partition",
+                ..
+            }
+        ),
+        "{per_lane}"
+    );
     // A restart could not tell a finished session's stragglers from an open one's.
     let sessions = Window::session(Duration::from_millis(10)).event_time(|n: &u64| *n as i64);
     let e = Flow::from_source(numbers(), 1, &path)
@@ -340,6 +389,7 @@ async fn a_window_stays_open_across_many_acknowledgement_rounds_without_early_ac
         n: 3_000,
         lanes: 2,
         books: books.clone(),
+        gate: u64::MAX,
     };
     let path = checkpoint("global");
     let seen_at_end = Arc::new(AtomicU64::new(u64::MAX));
@@ -366,4 +416,71 @@ async fn a_window_stays_open_across_many_acknowledgement_rounds_without_early_ac
     );
     assert_eq!(books.acked.lock().unwrap().len(), 3_000);
     std::fs::remove_file(&path).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_firing_releases_what_it_emitted_so_a_long_window_does_not_stall_its_source() {
+    // One global window over everything, emitted and reset every 100 events: the source
+    // goes on past message 500 only once something was acknowledged.
+    let books = Arc::new(Books::default());
+    let source = Numbers {
+        n: 2_000,
+        lanes: 1,
+        books: books.clone(),
+        gate: 500,
+    };
+    let path = checkpoint("reset");
+    let sums: Vec<u64> = Flow::from_source(source, 1, &path)
+        .partition(
+            Partition::by_key(|_: &u64| 0)
+                .stages(1)
+                .window(Window::global().trigger(Trigger::every(100))),
+        )
+        .reduce_with(|| 0u64, |n, _| *n += 1, |n, _| (vec![*n], Accumulator::Reset))
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(sums.iter().sum::<u64>(), 2_000);
+    assert_eq!(books.acked.lock().unwrap().len(), 2_000);
+    std::fs::remove_file(&path).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_closed_by_the_end_of_a_bounded_input_are_final_for_the_next_run() {
+    let dir = std::env::temp_dir().join(format!(
+        "ferroway-flow-rerun-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("events.txt");
+    let ckpt = dir.join("flow.ckpt");
+    let run = |fail_after: u64| {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let source = FileSource::builder(&input)
+            .checkpoint_dir(dir.join("offsets"))
+            .open()
+            .unwrap();
+        let flow = Flow::from_source(source, 1, &ckpt).filter_map(|line: String| line.parse::<u64>().ok());
+        let sink = Log {
+            lines: lines.clone(),
+            writes: AtomicU64::new(0),
+            fail_after,
+        };
+        async move {
+            counts(flow, 2, 0).into_sink(sink, 4).await.unwrap();
+            let mut out = lines.lock().unwrap().clone();
+            out.sort_unstable();
+            out
+        }
+    };
+    std::fs::write(&input, "10\n20\n110\n250\n").unwrap();
+    assert_eq!(run(u64::MAX).await, [(0, 1, 1), (0, 2, 1), (100, 2, 1), (200, 1, 1)]);
+    // More input, some of it for windows the first run closed and wrote: those stay as
+    // written (their events count as late), the new window is emitted.
+    let mut more = std::fs::OpenOptions::new().append(true).open(&input).unwrap();
+    std::io::Write::write_all(&mut more, b"120\n310\n").unwrap();
+    drop(more);
+    assert_eq!(run(u64::MAX).await, [(300, 1, 1)]);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

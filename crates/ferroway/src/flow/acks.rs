@@ -160,6 +160,9 @@ impl Tracker {
             return Vec::new();
         }
         let mut st = lock(&self.lanes[lane]);
+        // A new pull means the lane's previous batch was stamped or had no events left (a
+        // filter dropped them all): nothing of it is on its way any more.
+        st.stamped = st.current;
         let batch = st.current + 1;
         st.current = batch;
         let mut data = Vec::with_capacity(messages.len());
@@ -318,12 +321,9 @@ impl Tracker {
                     *f = (*f).min(r.held[l]);
                 }
             }
-            // Final: every window ending (with lateness) by here was written. Retired windows
-            // are in window order, so the first unwritten one bounds it.
-            let bound = st
-                .retired
-                .front()
-                .map_or(st.wm, |r| st.wm.min(r.limit.saturating_sub(1)));
+            // Final: every window ending (with lateness) by here was written.
+            let unwritten = st.retired.iter().map(|r| r.limit.saturating_sub(1)).min();
+            let bound = st.wm.min(unwritten.unwrap_or(i64::MAX));
             finalized.push(bound.max(durable[p]));
         }
         (frontier, finalized)
@@ -424,5 +424,31 @@ impl Acked {
             option: "from_source",
             reason,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nobody;
+    impl Acknowledger for Nobody {
+        fn ack(&self, _: Acks) {}
+    }
+
+    #[test]
+    fn consecutive_tokens_are_kept_as_one_run_not_one_entry_each() {
+        let dir = std::env::temp_dir().join(format!("ferroway-acks-{}", std::process::id()));
+        let t = Tracker::open(1, 1, dir.join("never-written.ckpt")).unwrap();
+        let acker: Arc<dyn Acknowledger> = Arc::new(Nobody);
+        // Offsets 100..10100 of one partition, then a gap, then another partition's.
+        let mut batch: Vec<Message<u32>> = (100..10_100)
+            .map(|o| Message::with_acker(0, acker.clone(), AckToken(o, 3)))
+            .collect();
+        batch.extend((7..9).map(|o| Message::with_acker(0, acker.clone(), AckToken(o, 4))));
+        assert_eq!(t.pulled(0, batch).len(), 10_002);
+        let lane = lock(&t.lanes[0]);
+        let tokens: Vec<(AckToken, u32)> = lane.runs.iter().flat_map(|r| r.tokens.clone()).collect();
+        assert_eq!(tokens, [(AckToken(100, 3), 10_000), (AckToken(7, 4), 2)]);
     }
 }

@@ -17,6 +17,9 @@ use super::source::{FileLines, FromIter, FromStream};
 use super::trigger::{Accumulator, TriggerInfo};
 use crate::stage::{self, CancelMode, Dispatcher, Producer, ProducerOptions, ProducerRef, StageTask, SubscribeOptions};
 
+/// Lanes of a flow over a connector source are numbered in 16 bits (see `Stamped::at`).
+const MAX_LANES: usize = u16::MAX as usize;
+
 /// What every stage of one run shares: its name, its settings, and the tasks to join.
 pub(crate) struct Ctx {
     pub(crate) name: Arc<str>,
@@ -339,8 +342,8 @@ impl<T: Send + 'static> Flow<T> {
     /// Per-event operations (`map`, `filter`, ...) may follow, then a partition and one
     /// reduction whose results go to the output; do per-result work in `on_trigger`. The
     /// acknowledgement state is the tokens of the messages not yet acknowledged (consecutive
-    /// tokens, like offsets, as one run) and a few numbers per partition and lane — never the
-    /// payloads. A source that limits its unacknowledged messages (e.g. the file source's
+    /// tokens, like a Kafka partition's offsets, as one run; others 16 bytes each) and a few
+    /// numbers per partition and lane — never the payloads. A source that limits its unacknowledged messages (e.g. the file source's
     /// `max_pending_lines`) must allow a window's worth.
     ///
     /// ```
@@ -371,6 +374,12 @@ impl<T: Send + 'static> Flow<T> {
         S: crate::connector::Source<Data = T>,
     {
         let lanes = if lanes == 0 { super::partition::cores() } else { lanes };
+        if lanes > MAX_LANES {
+            return Flow::from_iterable(std::iter::empty()).failing(FlowError::Invalid {
+                option: "lanes",
+                reason: "at most 65,535 lanes",
+            });
+        }
         let source = Arc::new(source);
         let plan = Arc::new(AckPlan::new(source.clone(), lanes, checkpoint.as_ref().to_path_buf()));
         let opened = plan.clone();
@@ -677,6 +686,9 @@ impl<T: Send + 'static> Flow<T> {
         // Two partitions in a row: the first one's stages pass events on.
         let mut this = self.settled();
         this.partition = Some(p);
+        if let Some(Acked::Reduced(_)) = this.acked {
+            this.acked = Some(Acked::Broken);
+        }
         this
     }
 
@@ -756,6 +768,12 @@ impl<T: Send + 'static> Flow<T> {
                 option: "window",
                 reason: "session windows over a connector source are not supported yet",
             }),
+            // Per lane, which reducer sees a message depends on which lane read it, which a
+            // restart changes: the checkpoint would speak for the wrong windows.
+            _ if plan.is_some() && partition.is_none() => Some(FlowError::Invalid {
+                option: "partition",
+                reason: "a flow over a connector source reduces per partition: call `partition` before `reduce`",
+            }),
             _ => invalid,
         };
         let session_key = partition.as_ref().map(|p| p.key.clone());
@@ -774,6 +792,21 @@ impl<T: Send + 'static> Flow<T> {
         let mut stamped = lanes.apply("watermark", move || {
             let time = time.clone();
             let mut max = i64::MIN;
+            if stamp_plan.is_none() {
+                // The hot path of every windowed flow: the choice made once, not per event.
+                return match time {
+                    Some(time) => Box::new(move |events: Vec<T>, out: &mut Vec<Stamped<T>>| {
+                        out.extend(events.into_iter().map(|e| {
+                            let wm = max.saturating_sub(ooo);
+                            max = max.max(time(&e));
+                            Stamped { e, wm, at: 0 }
+                        }))
+                    }) as lane::LaneFn<T, Stamped<T>>,
+                    None => Box::new(|events: Vec<T>, out: &mut Vec<Stamped<T>>| {
+                        out.extend(events.into_iter().map(|e| Stamped { e, wm: i64::MIN, at: 0 }))
+                    }),
+                };
+            }
             let mut stamp = move |e: T| {
                 let wm = match &time {
                     Some(time) => {

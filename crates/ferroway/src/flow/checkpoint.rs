@@ -58,8 +58,17 @@ pub(crate) fn read(path: &Path) -> Result<Option<Vec<i64>>, FlowError> {
     Ok(Some(out))
 }
 
-/// Replaces the file with `finalized`, durably.
+/// Replaces the file with `finalized`, durably. Watermarks only move forward: a write that
+/// finishes late (its flow stopped while it ran) cannot take the file back.
 pub(crate) fn write(path: &Path, finalized: &[i64]) -> Result<(), FlowError> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut finalized = finalized.to_vec();
+    if let Some(on_disk) = read(path)?.filter(|d| d.len() == finalized.len()) {
+        for (f, d) in finalized.iter_mut().zip(on_disk) {
+            *f = (*f).max(d);
+        }
+    }
     let mut text = format!("{HEADER}\n");
     for (p, wm) in finalized.iter().enumerate() {
         text.push_str(&format!("partition {p} {wm}\n"));

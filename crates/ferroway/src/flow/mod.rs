@@ -43,6 +43,22 @@
 //! processing time; the global window when the input ends. [`Trigger`]s emit more often:
 //! every N events, periodically, or after a punctuation event.
 //!
+//! # What a reduction emits
+//!
+//! `on_trigger` decides, each time a window fires: the state ([`Flow::reduce`] emits the
+//! accumulator, kept), the events gathered in it (`reduce(..)` then `flat_map(|acc| acc)`, or
+//! return them from `on_trigger`), or nothing (return an empty `Vec`: the reduction acts by
+//! side effect). [`Accumulator::Reset`] after emitting gives Flow's `emit_and_reduce` pattern —
+//! emit what a window gathered so far, then start it again; [`Accumulator::Keep`] emits running
+//! totals.
+//!
+//! # Connector sources
+//!
+//! [`Flow::from_source`] reads any connector source (Kafka, Redis, files, ...) and
+//! acknowledges each message once every window it went into was emitted and written, so a
+//! crash replays and recomputes what was not finished: results are at least once, exact with
+//! a sink keyed by window and key.
+//!
 //! # Memory
 //!
 //! Stages exchange batches of at most [`Flow::max_demand`] events with demand-driven

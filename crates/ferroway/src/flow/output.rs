@@ -24,15 +24,31 @@ use crate::stage::{
     self, CancelMode, Consumer, ConsumerOptions, ProducerRef, StageTask, SubscribeOptions, SubscriptionId,
 };
 
+/// Results on their way to the stream's reader.
+struct Batch<T> {
+    events: Vec<T>,
+    /// Over a connector source: whose results they are, told to the tracker once the reader
+    /// took them all.
+    taken: Option<Taken>,
+}
+
+struct Taken {
+    tracker: Arc<Tracker>,
+    partition: usize,
+    n: u64,
+}
+
+type Results<T> = mpsc::Sender<Result<Batch<T>, FlowError>>;
+
 /// The last stage: hands each batch to the stream, waiting while the stream's reader is behind.
-struct ToChannel<T>(mpsc::Sender<Result<Vec<T>, FlowError>>);
+struct ToChannel<T>(Results<T>);
 
 impl<T: Send + 'static> Consumer for ToChannel<T> {
     type Input = T;
 
     async fn handle_events(&mut self, events: Vec<T>) -> Result<(), BoxError> {
         self.0
-            .send(Ok(events))
+            .send(Ok(Batch { events, taken: None }))
             .await
             .map_err(|_| "the flow's stream was dropped".into())
     }
@@ -48,7 +64,7 @@ pub(crate) fn stream<T: Send + 'static>(
     flow: Flow<T>,
     sink: Option<SinkTo<T>>,
 ) -> impl Stream<Item = Result<T, FlowError>> + Send + 'static {
-    let (tx, rx) = mpsc::channel::<Result<Vec<T>, FlowError>>(2);
+    let (tx, rx) = mpsc::channel::<Result<Batch<T>, FlowError>>(2);
     let name = flow.name.clone();
     let driver = tokio::spawn(async move {
         let run = async {
@@ -67,15 +83,22 @@ pub(crate) fn stream<T: Send + 'static>(
             let _ = tx.send(Err(StageError::panicked(&name, panic).into())).await;
         }
     });
-    let state = (rx, VecDeque::<T>::new(), Some(AbortOnDrop(driver)));
-    futures_util::stream::unfold(state, |(mut rx, mut buf, guard)| async move {
+    let state = (rx, VecDeque::<T>::new(), None::<Taken>, Some(AbortOnDrop(driver)));
+    futures_util::stream::unfold(state, |(mut rx, mut buf, mut taken, guard)| async move {
         loop {
             if let Some(e) = buf.pop_front() {
-                return Some((Ok(e), (rx, buf, guard)));
+                return Some((Ok(e), (rx, buf, taken, guard)));
+            }
+            // Asked for more after the last of a batch: the reader has taken it all.
+            if let Some(t) = taken.take() {
+                t.tracker.written(t.partition, t.n);
             }
             match rx.recv().await? {
-                Ok(batch) => buf.extend(batch),
-                Err(e) => return Some((Err(e), (rx, buf, guard))),
+                Ok(batch) => {
+                    buf.extend(batch.events);
+                    taken = batch.taken;
+                }
+                Err(e) => return Some((Err(e), (rx, buf, taken, guard))),
             }
         }
     })
@@ -101,7 +124,7 @@ impl Drop for Stages {
     }
 }
 
-async fn drive<T: Send + 'static>(flow: Flow<T>, tx: mpsc::Sender<Result<Vec<T>, FlowError>>) {
+async fn drive<T: Send + 'static>(flow: Flow<T>, tx: Results<T>) {
     let (build, _, name, max_demand) = flow.into_parts();
     let ctx = Ctx::new(name.clone(), max_demand);
     let sink = stage::start_consumer(
@@ -173,12 +196,7 @@ async fn root_cause(stages: &mut Stages, last: Result<(), StageError>) -> Option
 /// tracker, a task acknowledges what nothing holds any more, and at the end the last
 /// acknowledgements are flushed and the source closed — after a failure too, for what was
 /// acknowledged before it.
-async fn drive_acked<T: Send + 'static>(
-    flow: Flow<T>,
-    plan: Arc<AckPlan>,
-    tx: mpsc::Sender<Result<Vec<T>, FlowError>>,
-    sink: Option<SinkTo<T>>,
-) {
+async fn drive_acked<T: Send + 'static>(flow: Flow<T>, plan: Arc<AckPlan>, tx: Results<T>, sink: Option<SinkTo<T>>) {
     let (build, _, name, max_demand) = flow.into_parts();
     let ctx = Ctx::new(name.clone(), max_demand);
     let wired = build(ctx.clone(), Out::Demand).await;
@@ -209,14 +227,15 @@ async fn run_acked<T: Send + 'static>(
     lanes: Vec<ProducerRef<T>>,
     tracker: &Arc<Tracker>,
     name: &str,
-    tx: mpsc::Sender<Result<Vec<T>, FlowError>>,
+    tx: Results<T>,
     sink: Option<SinkTo<T>>,
 ) -> Result<(), FlowError> {
     let parts = Arc::new(Mutex::new(HashMap::new()));
+    let streamed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let refused = Arc::new(Mutex::new(None));
     let to = match sink {
         Some((sink, batch)) => To::Sink(sink, batch.max(1), refused.clone()),
-        None => To::Stream(tx),
+        None => To::Stream(tx, streamed.clone()),
     };
     let deliver = Deliver {
         name: format!("{name}.output").into(),
@@ -226,7 +245,7 @@ async fn run_acked<T: Send + 'static>(
     };
     let (input, task) = lane::start_last(format!("{name}.output"), deliver);
     for (p, lane) in lanes.iter().enumerate() {
-        let id = input
+        let subscribed = input
             .subscribe_to(
                 lane,
                 SubscribeOptions::new()
@@ -234,8 +253,17 @@ async fn run_acked<T: Send + 'static>(
                     .min_demand(ctx.max_demand / 2)
                     .cancel(CancelMode::Transient),
             )
-            .await?;
-        parts.lock().unwrap_or_else(|p| p.into_inner()).insert(id, p);
+            .await;
+        match subscribed {
+            Ok(id) => {
+                parts.lock().unwrap_or_else(|p| p.into_inner()).insert(id, p);
+            }
+            Err(e) => {
+                // The output stage holds the stream's sender: the stream ends once it is gone.
+                task.abort();
+                return Err(e.into());
+            }
+        }
     }
     let _ = ctx.go.send(true);
     // Acknowledges as windows are written; asked to stop, it finishes the round it is in
@@ -251,6 +279,12 @@ async fn run_acked<T: Send + 'static>(
             if let Err(e) = acking.advance().await {
                 return Some(e);
             }
+            // At most a hundred rounds a second: a round takes every lane's and partition's
+            // lock, and may sync the checkpoint.
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+                _ = stopping.notified() => return None,
+            }
         }
     }));
     let mut task = std::pin::pin!(task.join());
@@ -261,8 +295,11 @@ async fn run_acked<T: Send + 'static>(
                 t.abort();
             }
             let _ = task.await;
-            let e = failed.map_err(|e| FlowError::Sink(format!("the acknowledging task: {e}").into()));
-            return Err(e.and_then(|e| e.ok_or(FlowError::Sink("the acknowledging task stopped".into()))).unwrap_or_else(|e| e));
+            return Err(match failed {
+                Ok(Some(e)) => e,
+                Ok(None) => FlowError::Sink("the acknowledging task stopped".into()),
+                Err(e) => FlowError::Sink(format!("the acknowledging task: {e}").into()),
+            });
         }
     };
     stop.notify_one();
@@ -276,7 +313,11 @@ async fn run_acked<T: Send + 'static>(
     if let Some(e) = failed {
         return Err(e.into());
     }
-    // Every window was emitted and written: acknowledge the rest.
+    // Every window was emitted and written (results in the stream: once the reader took
+    // them): acknowledge the rest.
+    while tracker.total_written() < streamed.load(std::sync::atomic::Ordering::SeqCst) {
+        tracker.changed().await;
+    }
     tracker.advance().await?;
     if !tracker.settled() {
         tracing::error!(flow = %name, "a flow ended with messages it never acknowledged; they will be redelivered");
@@ -286,7 +327,8 @@ async fn run_acked<T: Send + 'static>(
 
 /// Where a flow over a connector source puts its results.
 enum To<T> {
-    Stream(mpsc::Sender<Result<Vec<T>, FlowError>>),
+    /// The stream, and how many results went into it.
+    Stream(Results<T>, Arc<std::sync::atomic::AtomicU64>),
     /// The sink, its batch size, and where a refusal is kept for the flow's error.
     Sink(Arc<dyn Sink<T>>, usize, Arc<Mutex<Option<FlowError>>>),
 }
@@ -307,24 +349,25 @@ impl<T: Send + 'static> Transform<T, ()> for Deliver<T> {
         events: Vec<T>,
         _: Option<&mut Outbox<()>>,
     ) -> Result<(), StageError> {
-        let p = self
-            .parts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&from)
-            .copied()
-            .unwrap_or_default();
         let failed = |source: crate::BoxError| StageError::Failed {
             stage: self.name.clone(),
             source: Arc::from(source),
         };
+        let p = self.parts.lock().unwrap_or_else(|p| p.into_inner()).get(&from).copied();
+        let p = p.ok_or_else(|| failed("results from a stage that is not a partition of the flow".into()))?;
         match &self.to {
-            To::Stream(tx) => {
+            To::Stream(tx, streamed) => {
+                // Written once the reader took them (see `stream`).
                 let n = events.len() as u64;
-                tx.send(Ok(events))
+                let taken = Some(Taken {
+                    tracker: self.tracker.clone(),
+                    partition: p,
+                    n,
+                });
+                tx.send(Ok(Batch { events, taken }))
                     .await
                     .map_err(|_| failed("the flow's stream was dropped".into()))?;
-                self.tracker.written(p, n);
+                streamed.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
             }
             To::Sink(sink, size, refused) => {
                 let mut events = events.into_iter().peekable();

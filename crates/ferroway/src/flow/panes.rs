@@ -1,26 +1,24 @@
 //! A partition's open windows, ordered by bounds. A handful are open at a time and events
-//! mostly land in the newest, so a deque searched from its back beats a tree.
-
-use std::collections::VecDeque;
+//! mostly land in the newest, so a vector searched from its back beats a tree (and a deque:
+//! its index arithmetic cost more than the rare shift when the oldest window goes).
 
 use super::window::Bounds;
 
-pub(crate) struct Panes<P>(VecDeque<(Bounds, P)>);
+pub(crate) struct Panes<P>(Vec<(Bounds, P)>);
 
 impl<P> Panes<P> {
     pub(crate) fn new() -> Self {
-        Panes(VecDeque::new())
+        Panes(Vec::new())
     }
 
     /// Where `b` is, or where it would go.
     #[inline]
-    fn find(&self, b: Bounds) -> Result<usize, usize> {
-        for i in (0..self.0.len()).rev() {
-            let k = self.0[i].0;
-            if k == b {
+    pub(crate) fn find(&self, b: Bounds) -> Result<usize, usize> {
+        for (i, (k, _)) in self.0.iter().enumerate().rev() {
+            if *k == b {
                 return Ok(i);
             }
-            if k < b {
+            if *k < b {
                 return Err(i + 1);
             }
         }
@@ -33,25 +31,25 @@ impl<P> Panes<P> {
         Some(&mut self.0[i].1)
     }
 
+    /// The pane at `i` (from [`find`](Self::find)).
     #[inline]
-    pub(crate) fn get_or_insert_with(&mut self, b: Bounds, f: impl FnOnce() -> P) -> &mut P {
-        let i = match self.find(b) {
-            Ok(i) => i,
-            Err(i) => {
-                self.0.insert(i, (b, f()));
-                i
-            }
-        };
+    pub(crate) fn at_mut(&mut self, i: usize) -> &mut P {
         &mut self.0[i].1
+    }
+
+    /// Puts `p` at `i` (where [`find`](Self::find) said `b` would go).
+    #[inline]
+    pub(crate) fn insert_at(&mut self, i: usize, b: Bounds, p: P) {
+        self.0.insert(i, (b, p));
     }
 
     pub(crate) fn remove(&mut self, b: Bounds) -> Option<P> {
         let i = self.find(b).ok()?;
-        self.0.remove(i).map(|(_, p)| p)
+        Some(self.0.remove(i).1)
     }
 
     pub(crate) fn first(&self) -> Option<Bounds> {
-        self.0.front().map(|(b, _)| *b)
+        self.0.first().map(|(b, _)| *b)
     }
 
     /// The first window after `b`.

@@ -2,7 +2,6 @@
 //! accumulator per window, tracks the watermark, and calls `on_trigger` when a window closes
 //! or a trigger fires.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -93,13 +92,52 @@ struct Input {
     last_seen: Instant,
 }
 
+/// A partition's inputs (a handful: a vector beats a map on the per-event path).
+#[derive(Default)]
+struct Inputs(Vec<(SubscriptionId, Input)>);
+
+impl Inputs {
+    /// The input `from`, seen now.
+    fn seen(&mut self, from: SubscriptionId, now: Instant) -> &mut Input {
+        let i = match self.0.iter().position(|(id, _)| *id == from) {
+            Some(i) => i,
+            None => {
+                self.0.push((
+                    from,
+                    Input {
+                        wm: i64::MIN,
+                        last_seen: now,
+                    },
+                ));
+                self.0.len() - 1
+            }
+        };
+        let input = &mut self.0[i].1;
+        input.last_seen = now;
+        input
+    }
+
+    #[inline]
+    fn get_mut(&mut self, from: &SubscriptionId) -> Option<&mut Input> {
+        self.0.iter_mut().find(|(id, _)| id == from).map(|(_, i)| i)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Input> {
+        self.0.iter().map(|(_, i)| i)
+    }
+}
+
 pub(crate) struct Reducer<T, A, O> {
     name: Arc<str>,
     partition: usize,
     window: Window<T>,
     r: Reduction<T, A, O>,
     panes: Panes<Pane<A>>,
-    inputs: HashMap<SubscriptionId, Input>,
+    inputs: Inputs,
     /// How many inputs feed this partition (for the watermark: the minimum over all of them).
     n_inputs: usize,
     started: Instant,
@@ -148,7 +186,7 @@ impl<T, A, O> Reducer<T, A, O> {
             partition,
             r,
             panes: Panes::new(),
-            inputs: HashMap::new(),
+            inputs: Inputs::default(),
             n_inputs: n_inputs.max(1),
             started: now,
             watermark: i64::MIN,
@@ -244,6 +282,15 @@ impl<T, A, O> Reducer<T, A, O> {
         self.out.extend(events);
         if keep == Accumulator::Reset {
             pane.acc = (self.r.init)();
+            // What the accumulator held went out: its messages wait only for the write.
+            if let Some(t) = &mut self.track {
+                let held = std::mem::replace(&mut pane.held, vec![NONE; t.recv.len()].into_boxed_slice());
+                t.retired.push(Retired {
+                    tag: t.emitted + self.out.len() as u64,
+                    held,
+                    limit: bounds.end.saturating_add(self.window.lateness),
+                });
+            }
         }
         pane.since_every = 0;
         pane.updated_late = false;
@@ -255,24 +302,31 @@ impl<T, A, O> Reducer<T, A, O> {
     /// Folds `e` into the pane `bounds`, firing `Every`/`Punctuation` as they come due.
     #[inline]
     fn fold_into(&mut self, bounds: Bounds, e: &T, punctuated: bool, at: u64) {
-        // A window first seen after the watermark passed it (an allowed-late event) is closed
-        // already: its events fire `Late`.
-        let closed = bounds.end <= self.watermark;
-        let init = &self.r.init;
-        let due = if closed {
-            bounds.end.saturating_add(self.window.lateness)
-        } else {
-            bounds.end
+        let i = match self.panes.find(bounds) {
+            Ok(i) => i,
+            Err(i) => {
+                // A window first seen after the watermark passed it (an allowed-late event)
+                // is closed already: its events fire `Late`.
+                let closed = bounds.end <= self.watermark;
+                let due = if closed {
+                    bounds.end.saturating_add(self.window.lateness)
+                } else {
+                    bounds.end
+                };
+                self.next_due = self.next_due.min(due);
+                let lanes = self.track.as_ref().map_or(0, |t| t.recv.len());
+                let pane = Pane {
+                    acc: (self.r.init)(),
+                    since_every: 0,
+                    closed,
+                    updated_late: false,
+                    held: vec![NONE; lanes].into_boxed_slice(),
+                };
+                self.panes.insert_at(i, bounds, pane);
+                i
+            }
         };
-        self.next_due = self.next_due.min(due);
-        let lanes = self.track.as_ref().map_or(0, |t| t.recv.len());
-        let pane = self.panes.get_or_insert_with(bounds, || Pane {
-            acc: init(),
-            since_every: 0,
-            closed,
-            updated_late: false,
-            held: vec![NONE; lanes].into_boxed_slice(),
-        });
+        let pane = self.panes.at_mut(i);
         if !pane.held.is_empty() {
             let (lane, batch) = lane_batch(at);
             pane.held[lane] = pane.held[lane].min(batch);
@@ -294,14 +348,10 @@ impl<T, A, O> Reducer<T, A, O> {
         let kind = self.window.kind;
         let (lateness, ooo) = (self.window.lateness, self.window.out_of_orderness);
         let now = Instant::now();
-        let mut input_wm = {
-            let input = self.inputs.entry(from).or_insert(Input {
-                wm: i64::MIN,
-                last_seen: now,
-            });
-            input.last_seen = now;
-            input.wm
-        };
+        let mut input_wm = self.inputs.seen(from, now).wm;
+        // One input: its watermark is the partition's, kept without the inputs' bookkeeping
+        // until something comes due.
+        let single = self.n_inputs == 1;
         let mut last_fixed: Option<Bounds> = None;
         let (tracked, restored) = self.track.as_ref().map_or((false, i64::MIN), |t| (true, t.restored));
         for Stamped { e, wm, at } in events {
@@ -349,12 +399,16 @@ impl<T, A, O> Reducer<T, A, O> {
             let after = ts.saturating_sub(ooo);
             if after > input_wm {
                 input_wm = after;
-                if let Some(i) = self.inputs.get_mut(&from) {
-                    i.wm = i.wm.max(after);
-                }
                 // The watermark follows every event, so whether a window is closed when an
                 // event reaches it never depends on where batches were cut.
-                self.advance(now);
+                if single && after < self.next_due {
+                    self.watermark = self.watermark.max(after);
+                } else {
+                    if let Some(i) = self.inputs.get_mut(&from) {
+                        i.wm = i.wm.max(after);
+                    }
+                    self.advance(now);
+                }
             }
         }
         if let Some(i) = self.inputs.get_mut(&from) {
@@ -411,12 +465,7 @@ impl<T, A, O> Reducer<T, A, O> {
     fn handle_sessions(&mut self, from: SubscriptionId, events: Vec<Stamped<T>>, time: &window::EventTime<T>) {
         let ooo = self.window.out_of_orderness;
         let now = Instant::now();
-        let input = self.inputs.entry(from).or_insert(Input {
-            wm: i64::MIN,
-            last_seen: now,
-        });
-        input.last_seen = now;
-        let mut input_wm = input.wm;
+        let mut input_wm = self.inputs.seen(from, now).wm;
         for Stamped { e, wm, .. } in events {
             let ts = time(&e);
             input_wm = input_wm.max(wm);
@@ -545,6 +594,16 @@ impl<T, A, O> Reducer<T, A, O> {
 
     fn close_all(&mut self) {
         self.drain_sessions(i64::MAX);
+        if self.window.time.is_some() {
+            // The input ended: the windows it closes are final, as if the watermark had
+            // passed them (a later run over more input treats their events as written).
+            let last = self
+                .panes
+                .keys()
+                .map(|b| b.end.saturating_add(self.window.lateness))
+                .max();
+            self.watermark = self.watermark.max(last.unwrap_or(i64::MIN));
+        }
         let open: Vec<Bounds> = self.panes.iter().filter(|(_, p)| !p.closed).map(|(b, _)| b).collect();
         for b in open {
             self.fire(b, Fired::Closed);

@@ -80,7 +80,8 @@ impl<T, A> Sessions<T, A> {
 
     /// The next waiting event before `wm`, in time order.
     pub(crate) fn next_before(&mut self, wm: i64) -> Option<(u64, i64, T)> {
-        if self.pending.peek().is_none_or(|p| p.0.ts >= wm) {
+        // `i64::MAX`: the input ended, everything goes.
+        if self.pending.peek().is_none_or(|p| p.0.ts >= wm && wm < i64::MAX) {
             return None;
         }
         let Reverse(p) = self.pending.pop()?;
