@@ -920,3 +920,37 @@ async fn an_idle_input_stops_holding_the_watermark_back_after_its_idle_timeout()
     let closed = tokio::time::timeout(Duration::from_millis(100), out.next()).await;
     assert_eq!(closed.ok().flatten().map(Result::unwrap), Some((0, 2)));
 }
+
+#[tokio::test]
+async fn a_flow_as_a_stage_hands_its_results_on_and_its_failure_too() {
+    use ferroway::stage::{self, Consumer, ConsumerOptions, SubscribeOptions};
+    struct Keep(Arc<std::sync::Mutex<Vec<u32>>>);
+    impl Consumer for Keep {
+        type Input = u32;
+        async fn handle_events(&mut self, events: Vec<u32>) -> Result<(), ferroway::BoxError> {
+            self.0.lock().unwrap().extend(events);
+            Ok(())
+        }
+    }
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let results = Flow::from_iterable(0..1_000u32).max_demand(10).into_stage();
+    let keep = stage::start_consumer(Keep(kept.clone()), ConsumerOptions::new().stop_when_unsubscribed(true));
+    keep.subscribe_to(&results.producer_ref(), SubscribeOptions::new().max_demand(7))
+        .await
+        .unwrap();
+    keep.join().await.unwrap();
+    assert_eq!(*kept.lock().unwrap(), (0..1_000).collect::<Vec<_>>());
+
+    let failing = Flow::from_iterable(0..10u32)
+        .map(|x| if x == 5 { panic!("five") } else { x })
+        .into_stage();
+    let keep = stage::start_consumer(
+        Keep(Arc::default()),
+        ConsumerOptions::new().stop_when_unsubscribed(true),
+    );
+    keep.subscribe_to(&failing.producer_ref(), SubscribeOptions::new())
+        .await
+        .unwrap();
+    let e = failing.join().await.unwrap_err().to_string();
+    assert!(e.contains("five"), "{e}");
+}

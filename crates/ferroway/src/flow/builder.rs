@@ -918,6 +918,37 @@ impl<T: Send + 'static> Flow<T> {
         super::output::stream(self, None)
     }
 
+    /// Starts the flow with its results as a running stage (a GenStage producer) that any
+    /// consumer can subscribe to — back-pressured end to end: the flow runs as fast as its
+    /// consumers ask. A failure of the flow fails the stage (its consumers see it as their
+    /// producer's failure); the stage ends when the flow does.
+    ///
+    /// ```
+    /// use ferroway::stage::{self, Consumer, ConsumerOptions, SubscribeOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// struct Sum(std::sync::Arc<std::sync::atomic::AtomicU64>);
+    /// impl Consumer for Sum {
+    ///     type Input = u64;
+    ///     async fn handle_events(&mut self, events: Vec<u64>) -> Result<(), ferroway::BoxError> {
+    ///         self.0.fetch_add(events.iter().sum(), std::sync::atomic::Ordering::Relaxed);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let results = ferroway::flow::Flow::from_iterable(1..=100u64).map(|x| x * 2).into_stage();
+    /// let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    /// let sum = stage::start_consumer(Sum(total.clone()), ConsumerOptions::new().stop_when_unsubscribed(true));
+    /// sum.subscribe_to(&results.producer_ref(), SubscribeOptions::new()).await?;
+    /// sum.join().await?;
+    /// assert_eq!(total.load(std::sync::atomic::Ordering::Relaxed), 10_100);
+    /// # Ok(()) }
+    /// ```
+    pub fn into_stage(self) -> stage::ProducerStage<T> {
+        let name = format!("{}.stage", self.name);
+        let results = Box::pin(self.into_stream());
+        stage::start_producer(super::output::FlowProducer(results), ProducerOptions::new().name(name))
+    }
+
     /// The flow ready to run: a pending partition settled, sources to start.
     pub(crate) fn into_parts(self) -> (Build<T>, Option<Partition<T>>, Arc<str>, usize) {
         let this = self.settled().materialized();

@@ -54,6 +54,35 @@ impl<T: Send + 'static> Consumer for ToChannel<T> {
     }
 }
 
+/// A flow's results as a GenStage producer (see [`Flow::into_stage`]): pulls from the
+/// flow's stream as its consumers ask; the flow's error fails the stage.
+pub(crate) struct FlowProducer<S>(pub(crate) S);
+
+impl<T, S> stage::Producer for FlowProducer<S>
+where
+    T: Send + 'static,
+    S: Stream<Item = Result<T, FlowError>> + Unpin + Send + 'static,
+{
+    type Output = T;
+
+    async fn handle_demand(&mut self, demand: usize) -> Result<stage::Emit<T>, BoxError> {
+        use futures_util::StreamExt;
+        let mut batch = Vec::new();
+        match self.0.next().await {
+            Some(first) => batch.push(first?),
+            None => return Ok(stage::Emit::Done(batch)),
+        }
+        while batch.len() < demand {
+            match self.0.next().now_or_never() {
+                Some(Some(e)) => batch.push(e?),
+                Some(None) => return Ok(stage::Emit::Done(batch)),
+                None => break,
+            }
+        }
+        Ok(stage::Emit::Events(batch))
+    }
+}
+
 /// A sink results go to straight from the last stage (a flow over a connector source), in
 /// batches of at most the given size.
 pub(crate) type SinkTo<T> = (Arc<dyn Sink<T>>, usize);
