@@ -51,6 +51,37 @@ use std::time::{Duration, Instant};
 /// An error from the subject's own code (feeding, reading).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// The end of a crash-test child's `main`: runs `run` with the parsed arguments and turns
+/// the outcome into the exit code the harness reads — 0, 1 with the error on stderr, or 2
+/// for bad arguments.
+///
+/// ```no_run
+/// # async fn run(_: String) -> Result<(), ferroway_testkit::BoxError> { Ok(()) }
+/// # async fn main_() -> std::process::ExitCode {
+/// let args = std::env::args().nth(1).ok_or_else(|| "an input is required".to_string());
+/// ferroway_testkit::child_main("my-child", args, run).await
+/// # }
+/// ```
+pub async fn child_main<A, F>(name: &str, args: Result<A, String>, run: impl FnOnce(A) -> F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<(), BoxError>>,
+{
+    let args = match args {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The environment variable that replays a seed.
 pub const SEED_ENV: &str = "FERROWAY_CRASH_SEED";
 

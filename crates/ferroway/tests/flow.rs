@@ -16,10 +16,15 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// `items` dealt round-robin to `lanes` lanes.
+fn deal<T: Clone>(items: &[T], lanes: usize) -> Vec<Vec<T>> {
+    (0..lanes)
+        .map(|l| items.iter().skip(l).step_by(lanes).cloned().collect())
+        .collect()
+}
+
 fn word_count(lines: Vec<String>, lanes: usize, partitions: usize, max_demand: usize) -> BTreeMap<String, u64> {
-    let per_lane: Vec<Vec<String>> = (0..lanes)
-        .map(|l| lines.iter().skip(l).step_by(lanes).cloned().collect())
-        .collect();
+    let per_lane = deal(&lines, lanes);
     let counts: Vec<(String, u64)> = rt()
         .block_on(
             Flow::from_iterables(per_lane)
@@ -626,6 +631,13 @@ async fn options_that_cannot_work_are_refused_by_name() {
                 .idle_timeout(Duration::ZERO),
             "idle_timeout",
         ),
+        (Window::session(Duration::from_millis(5)), "event_time"),
+        (
+            Window::session(Duration::from_millis(5))
+                .event_time(|t: &i64| *t)
+                .allowed_lateness(Duration::from_millis(1)),
+            "allowed_lateness",
+        ),
     ];
     for (w, option) in cases {
         let err = Flow::from_iterable([1i64])
@@ -690,52 +702,16 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
-    fn session_windows_equal_the_sequential_reference(
+    fn sessions_equal_the_sequential_reference_late_events_judged_by_their_own_lane(
         evs in events(),
         lanes in 1usize..4,
         partitions in 1usize..4,
         gap in 1i64..60,
+        // Beyond the whole input (nothing late) or within the jitter (some late).
+        ooo in prop_oneof![Just(3_600_000i64), 0i64..40],
         max_demand in 2usize..9,
     ) {
-        let per_lane: Vec<Vec<(u8, i64)>> = (0..lanes).map(|l| evs.iter().skip(l).step_by(lanes).copied().collect()).collect();
-        // Out-of-orderness beyond the whole input: nothing is late, every event is in its session.
-        let w = Window::session(Duration::from_millis(gap as u64))
-            .event_time(|e: &(u8, i64)| e.1)
-            .out_of_orderness(Duration::from_secs(3600));
-        let got: Vec<(u8, i64, i64, u64)> = rt().block_on(
-            Flow::from_iterables(per_lane)
-                .max_demand(max_demand)
-                .partition(Partition::by_key(|e: &(u8, i64)| e.0).stages(partitions).window(w))
-                .reduce_with(
-                    || (0u8, 0u64),
-                    |acc, e| *acc = (e.0, acc.1 + 1),
-                    |acc, t| {
-                        assert_eq!(t.fired, Fired::Closed);
-                        (vec![(acc.0, t.window.start, t.window.end, acc.1)], Accumulator::Reset)
-                    },
-                )
-                .collect(),
-        ).unwrap();
-        let mut sessions = BTreeMap::new();
-        for (k, start, end, n) in got {
-            prop_assert!(sessions.insert((k, start), (end, n)).is_none(), "session ({k}, {start}) emitted twice");
-        }
-        prop_assert_eq!(sessions, reference_sessions(&evs, gap));
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
-
-    #[test]
-    fn late_session_events_are_judged_by_their_own_lane_for_any_partition_count(
-        evs in events(),
-        lanes in 1usize..4,
-        partitions in 1usize..4,
-        gap in 1i64..60,
-        ooo in 0i64..40,
-    ) {
-        let per_lane: Vec<Vec<(u8, i64)>> = (0..lanes).map(|l| evs.iter().skip(l).step_by(lanes).copied().collect()).collect();
+        let per_lane = deal(&evs, lanes);
         // Reference: an event is late when it is before its lane's latest time less `ooo`.
         let mut kept = Vec::new();
         let mut late = 0u64;
@@ -754,7 +730,7 @@ proptest! {
             .on_late(move |_| { c.fetch_add(1, Ordering::Relaxed); });
         let got: Vec<(u8, i64, i64, u64)> = rt().block_on(
             Flow::from_iterables(per_lane)
-                .max_demand(5)
+                .max_demand(max_demand)
                 .partition(Partition::by_key(|e: &(u8, i64)| e.0).stages(partitions).window(w))
                 .reduce_with(
                     || (0u8, 0u64),
@@ -763,7 +739,10 @@ proptest! {
                 )
                 .collect(),
         ).unwrap();
-        let sessions: BTreeMap<_, _> = got.into_iter().map(|(k, s, e, n)| ((k, s), (e, n))).collect();
+        let mut sessions = BTreeMap::new();
+        for (k, start, end, n) in got {
+            prop_assert!(sessions.insert((k, start), (end, n)).is_none(), "session ({k}, {start}) emitted twice");
+        }
         prop_assert_eq!(counted.load(Ordering::Relaxed) as u64, late);
         prop_assert_eq!(sessions, reference_sessions(&kept, gap));
     }
@@ -803,48 +782,6 @@ async fn a_session_event_behind_the_watermark_is_late_and_triggers_fire_inside_a
     assert_eq!(late.load(Ordering::Relaxed), 1);
 }
 
-#[tokio::test]
-async fn session_windows_without_time_or_with_lateness_are_refused() {
-    let no_time = Flow::from_iterable([1i64])
-        .partition(Partition::hashed().window(Window::session(Duration::from_millis(5))))
-        .reduce(|| 0u64, |n, _| *n += 1)
-        .collect()
-        .await
-        .unwrap_err();
-    let lateness = Flow::from_iterable([1i64])
-        .partition(
-            Partition::hashed().window(
-                Window::session(Duration::from_millis(5))
-                    .event_time(|t: &i64| *t)
-                    .allowed_lateness(Duration::from_millis(1)),
-            ),
-        )
-        .reduce(|| 0u64, |n, _| *n += 1)
-        .collect()
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            no_time,
-            FlowError::Invalid {
-                option: "event_time",
-                ..
-            }
-        ),
-        "{no_time}"
-    );
-    assert!(
-        matches!(
-            lateness,
-            FlowError::Invalid {
-                option: "allowed_lateness",
-                ..
-            }
-        ),
-        "{lateness}"
-    );
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -854,7 +791,7 @@ proptest! {
         lanes in 1usize..4,
         partitions in 1usize..5,
     ) {
-        let per_lane: Vec<Vec<(u8, u32)>> = (0..lanes).map(|l| pairs.iter().skip(l).step_by(lanes).copied().collect()).collect();
+        let per_lane = deal(&pairs, lanes);
         let mut groups: Vec<(u8, Vec<u32>)> = rt().block_on(
             Flow::from_iterables(per_lane.clone())
                 .partition(Partition::by_key(|p: &(u8, u32)| p.0).stages(partitions))

@@ -91,18 +91,5 @@ async fn run(args: Args) -> Result<(), BoxError> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
-    let args = match Args::parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("flow-window-count: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("flow-window-count: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ferroway_testkit::child_main("flow-window-count", Args::parse(), run).await
 }
