@@ -337,7 +337,10 @@ impl<T: Send + 'static> Flow<T> {
     /// those windows again: results are at least once — a sink keyed by window and key makes
     /// them idempotent. The `checkpoint` file keeps, per partition, the watermark up to which
     /// every window was written, so that a window finished before the crash is not emitted
-    /// again from a partial replay. Keep the number of partitions across restarts.
+    /// again from a partial replay. Keep the number of partitions across restarts. That
+    /// holds for event-time windows (fixed, sliding) and the global window; count and periodic
+    /// windows depend on arrival and processing time, so after a restart they group the
+    /// replayed messages anew (each still counted, at least once).
     ///
     /// Per-event operations (`map`, `filter`, ...) may follow, then a partition and one
     /// reduction whose results go to the output; do per-result work in `on_trigger`. The
