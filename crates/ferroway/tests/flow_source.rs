@@ -258,7 +258,14 @@ async fn what_acknowledgements_cannot_follow_is_refused_by_name() {
         .collect()
         .await
         .unwrap_err();
+    // Other flows stop by dropping their stream.
+    let plain = Flow::from_iterable([1u64])
+        .stop_when(std::future::pending())
+        .collect()
+        .await
+        .unwrap_err();
     let refused = [
+        (plain, "stop_when"),
         (not_reduced, "from_source"),
         (after_reduce, "from_source"),
         (merged, "from_source"),

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Prints `ready` once running; exits 0 once the input is read, every window written and
-//! every line acknowledged.
+//! every line acknowledged — or on SIGTERM, after a graceful stop (windows still open are left
+//! for the next run).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -64,6 +65,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let window = Window::fixed(Duration::from_secs(1))
         .event_time(|e: &(u64, i64)| e.1)
         .out_of_orderness(Duration::from_millis(100));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     println!("ready");
     Flow::from_source(source, 1, args.state.join("flow.ckpt"))
         .name("window-count")
@@ -84,6 +86,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 (lines, Accumulator::Reset)
             },
         )
+        .stop_when(async move {
+            term.recv().await;
+        })
         .into_sink(sink, 64)
         .await?;
     Ok(())

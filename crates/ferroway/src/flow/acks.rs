@@ -61,7 +61,8 @@ struct PartitionState {
     /// The oldest batch of each lane the open windows hold.
     open: Vec<u64>,
     retired: VecDeque<Retired>,
-    /// Results the output wrote.
+    /// Results the partition emitted, and the output wrote.
+    emitted: u64,
     written: u64,
     /// The partition's watermark.
     wm: i64,
@@ -74,6 +75,7 @@ pub(crate) struct Progress<'a> {
     pub(crate) open: &'a [u64],
     pub(crate) retired: Vec<Retired>,
     pub(crate) wm: i64,
+    pub(crate) emitted: u64,
 }
 
 /// The acknowledgement state of one flow run.
@@ -90,6 +92,8 @@ pub(crate) struct Tracker {
     ackers: Mutex<Vec<Arc<dyn Acknowledger>>>,
     wake: Notify,
     written: std::sync::atomic::AtomicU64,
+    /// Set by a graceful stop: the lanes pull no more.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -129,6 +133,7 @@ impl Tracker {
                         last: vec![0; lanes],
                         open: vec![NONE; lanes],
                         retired: VecDeque::new(),
+                        emitted: 0,
                         written: 0,
                         wm: i64::MIN,
                     })
@@ -141,6 +146,7 @@ impl Tracker {
             ackers: Mutex::new(Vec::new()),
             wake: Notify::new(),
             written: 0.into(),
+            stopping: false.into(),
         }))
     }
 
@@ -217,6 +223,7 @@ impl Tracker {
         st.open.copy_from_slice(step.open);
         st.retired.extend(step.retired);
         st.wm = step.wm;
+        st.emitted = step.emitted;
         drop(st);
         self.wake.notify_one();
     }
@@ -239,16 +246,10 @@ impl Tracker {
     pub(crate) async fn advance(&self) -> Result<usize, FlowError> {
         let _one = self.advancing.lock().await;
         let (frontier, finalized) = self.frontier();
-        let due = self
-            .lanes
-            .iter()
-            .zip(&frontier)
-            .any(|(lane, f)| lock(lane).runs.front().is_some_and(|r| r.batch < *f));
-        if !due {
-            return Ok(0);
-        }
         // The checkpoint first: a window whose messages are acknowledged must be final on disk
-        // before, or a replay of its stragglers would emit it again, partial.
+        // before, or a replay of its stragglers would emit it again, partial. Written whenever
+        // a window became final, even with nothing to acknowledge yet: a replay then skips
+        // windows already written whose messages an older open window still held.
         let durable = lock(&self.durable).clone();
         if finalized != durable {
             let path = self.path.clone();
@@ -334,6 +335,25 @@ impl Tracker {
         let _ = tokio::time::timeout(INTERVAL, self.wake.notified()).await;
     }
 
+    /// Stops the lanes pulling (a graceful stop).
+    pub(crate) fn stop_pulling(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether everything the lanes sent was received and every result emitted was written:
+    /// nothing is on its way, only open windows hold messages.
+    pub(crate) fn drained(&self) -> bool {
+        let sent: Vec<Vec<u64>> = self.lanes.iter().map(|l| lock(l).sent.clone()).collect();
+        self.partitions.iter().enumerate().all(|(p, part)| {
+            let st = lock(part);
+            st.written >= st.emitted && st.recv.iter().zip(&sent).all(|(r, s)| *r >= s[p])
+        })
+    }
+
     /// Whether every batch pulled has been acknowledged.
     pub(crate) fn settled(&self) -> bool {
         self.lanes.iter().all(|l| lock(l).runs.is_empty())
@@ -356,6 +376,8 @@ pub(crate) struct AckPlan {
     pub(crate) partitions: std::sync::OnceLock<usize>,
     tracker: std::sync::OnceLock<Arc<Tracker>>,
     close: Box<dyn Fn() -> crate::pipeline::BoxFuture<'static, ()> + Send + Sync>,
+    /// Resolves when the flow is to stop gracefully ([`Flow::stop_when`](super::Flow::stop_when)).
+    pub(crate) stop: Mutex<Option<crate::pipeline::BoxFuture<'static, ()>>>,
 }
 
 impl AckPlan {
@@ -365,6 +387,7 @@ impl AckPlan {
             path,
             partitions: std::sync::OnceLock::new(),
             tracker: std::sync::OnceLock::new(),
+            stop: Mutex::new(None),
             close: Box::new(move || {
                 let source = source.clone();
                 Box::pin(async move { source.close().await })

@@ -952,6 +952,42 @@ impl<T: Send + 'static> Flow<T> {
         stage::start_producer(super::output::FlowProducer(results), ProducerOptions::new().name(name))
     }
 
+    /// Stops a flow over a connector source gracefully when `signal` resolves (a SIGTERM,
+    /// say): its lanes pull no more; what is on its way is reduced and every result emitted
+    /// is written; the messages of every written window are acknowledged and the source's
+    /// last commits made; windows still open are dropped, not emitted — their messages were
+    /// not acknowledged, so the next run reads them again and emits those windows whole. The
+    /// flow then ends as if its input had (`into_sink` returns `Ok`).
+    ///
+    /// Other flows stop when their stream is dropped; this refuses them.
+    ///
+    /// ```no_run
+    /// # async fn run(source: ferroway::connector::generator::Generator) -> Result<(), ferroway::flow::FlowError> {
+    /// use ferroway::flow::{Flow, Partition, Window};
+    /// let term = async {
+    ///     let _ = tokio::signal::ctrl_c().await;
+    /// };
+    /// let counts = Flow::from_source(source, 1, "flow.ckpt")
+    ///     .partition(Partition::hashed().stages(2).window(Window::count(1_000)))
+    ///     .reduce(|| 0u64, |n, _| *n += 1)
+    ///     .stop_when(term)
+    ///     .collect()
+    ///     .await?;
+    /// # let _ = counts; Ok(()) }
+    /// ```
+    pub fn stop_when(self, signal: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        match &self.acked {
+            Some(Acked::Lanes(plan) | Acked::Reduced(plan)) => {
+                *plan.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::pin(signal));
+                self
+            }
+            _ => self.failing(FlowError::Invalid {
+                option: "stop_when",
+                reason: "only a flow over a connector source stops gracefully; drop the stream of another to stop it",
+            }),
+        }
+    }
+
     /// The flow ready to run: a pending partition settled, sources to start.
     pub(crate) fn into_parts(self) -> (Build<T>, Option<Partition<T>>, Arc<str>, usize) {
         let this = self.settled().materialized();

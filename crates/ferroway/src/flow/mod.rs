@@ -57,7 +57,9 @@
 //! [`Flow::from_source`] reads any connector source (Kafka, Redis, files, ...) and
 //! acknowledges each message once every window it went into was emitted and written, so a
 //! crash replays and recomputes what was not finished: results are at least once, exact with
-//! a sink keyed by window and key.
+//! a sink keyed by window and key. [`Flow::stop_when`] stops one gracefully: what is on its way
+//! is written and acknowledged, open windows are left for the next run, which emits them whole
+//! — every window written exactly once across the stop.
 //!
 //! # Memory
 //!

@@ -238,7 +238,10 @@ async fn drive_acked<T: Send + 'static>(flow: Flow<T>, plan: Arc<AckPlan>, tx: R
             option: "from_source",
             reason: "the flow has no source lanes",
         }),
-        (Ok(lanes), Some(tracker)) => run_acked(&mut stages, &ctx, lanes, &tracker, &name, tx.clone(), sink).await,
+        (Ok(lanes), Some(tracker)) => {
+            let signal = plan.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+            run_acked(&mut stages, &ctx, lanes, &tracker, tx.clone(), sink, signal).await
+        }
     };
     drop(stages);
     if let Some(tracker) = plan.started() {
@@ -255,10 +258,11 @@ async fn run_acked<T: Send + 'static>(
     ctx: &Ctx,
     lanes: Vec<ProducerRef<T>>,
     tracker: &Arc<Tracker>,
-    name: &str,
     tx: Results<T>,
     sink: Option<SinkTo<T>>,
+    plan_stop: Option<crate::pipeline::BoxFuture<'static, ()>>,
 ) -> Result<(), FlowError> {
+    let name: &str = &ctx.name;
     let parts = Arc::new(Mutex::new(HashMap::new()));
     let streamed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let refused = Arc::new(Mutex::new(None));
@@ -317,8 +321,26 @@ async fn run_acked<T: Send + 'static>(
         }
     }));
     let mut task = std::pin::pin!(task.join());
+    let signal = plan_stop.unwrap_or_else(|| Box::pin(std::future::pending()));
     let last = tokio::select! {
         last = &mut task => last,
+        () = signal => {
+            graceful_stop(tracker, name).await;
+            stop.notify_one();
+            if let Ok(Some(e)) = (&mut acking.0).await {
+                return Err(e);
+            }
+            // Acknowledge what the written windows held; the open ones are dropped with the
+            // stages, unacknowledged.
+            tracker.advance().await?;
+            for t in &stages.0 {
+                t.abort();
+            }
+            return match refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+        }
         failed = &mut acking.0 => {
             for t in &stages.0 {
                 t.abort();
@@ -352,6 +374,22 @@ async fn run_acked<T: Send + 'static>(
         tracing::error!(flow = %name, "a flow ended with messages it never acknowledged; they will be redelivered");
     }
     Ok(())
+}
+
+/// The first half of a graceful stop: no more pulls, then wait until everything on its way
+/// was reduced and every result emitted was written (a minute at most: a reader that stopped
+/// reading the stream must not hold the stop forever).
+async fn graceful_stop(tracker: &Tracker, name: &str) {
+    tracing::info!(flow = %name, "stopping: no more input; writing what is on its way");
+    tracker.stop_pulling();
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while !tracker.drained() {
+            tracker.changed().await;
+        }
+    });
+    if waited.await.is_err() {
+        tracing::warn!(flow = %name, "stopping: results still unwritten after a minute; their messages will be read again");
+    }
 }
 
 /// Where a flow over a connector source puts its results.

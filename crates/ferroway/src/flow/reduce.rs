@@ -265,6 +265,7 @@ impl<T, A, O> Reducer<T, A, O> {
                 open: &open,
                 retired: std::mem::take(&mut t.retired),
                 wm: self.watermark,
+                emitted: t.emitted,
             },
         );
     }

@@ -45,6 +45,11 @@ where
     type Output = T;
 
     async fn handle_demand(&mut self, demand: usize) -> Result<Emit<T>, BoxError> {
+        if self.tracker.stopping() {
+            // A graceful stop: nothing more comes in; the flow ends the stage once what is
+            // on its way is written.
+            std::future::pending::<()>().await;
+        }
         Ok(match self.producer.handle_demand(demand).await? {
             Emit::Events(v) => Emit::Events(self.tracker.pulled(self.lane, v)),
             Emit::Done(v) => Emit::Done(self.tracker.pulled(self.lane, v)),
