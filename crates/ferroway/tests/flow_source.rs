@@ -273,6 +273,18 @@ async fn what_acknowledgements_cannot_follow_is_refused_by_name() {
         (per_lane, "partition"),
         (session, "window"),
     ];
+    // A result taken by a stage is not yet handled by its consumer.
+    let staged = counts(Flow::from_source(numbers(), 1, &path), 1, 0).into_stage();
+    let drain = ferroway::stage::start_consumer(
+        Drain,
+        ferroway::stage::ConsumerOptions::new().stop_when_unsubscribed(true),
+    );
+    drain
+        .subscribe_to(&staged.producer_ref(), ferroway::stage::SubscribeOptions::new())
+        .await
+        .unwrap();
+    let e = staged.join().await.unwrap_err().to_string();
+    assert!(e.contains("into_stage"), "{e}");
     for (e, option) in refused {
         assert!(matches!(e, FlowError::Invalid { option: o, .. } if o == option), "{e}");
     }
@@ -280,6 +292,16 @@ async fn what_acknowledgements_cannot_follow_is_refused_by_name() {
         books.acked.lock().unwrap().is_empty(),
         "nothing ran, nothing acknowledged"
     );
+}
+
+/// Takes whatever comes.
+struct Drain;
+
+impl ferroway::stage::Consumer for Drain {
+    type Input = (i64, u64, u64);
+    async fn handle_events(&mut self, _: Vec<(i64, u64, u64)>) -> Result<(), BoxError> {
+        Ok(())
+    }
 }
 
 /// Writes results as lines `start key count` to a shared log; refuses after `fail_after`

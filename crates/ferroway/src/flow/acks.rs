@@ -22,6 +22,9 @@ use crate::pipeline::{AckToken, Acknowledger, Acks, Message};
 /// No batch: what a partition holding nothing of a lane holds.
 pub(crate) const NONE: u64 = u64::MAX;
 
+/// How often the checkpoint is written when nothing needs it written.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
 /// How often the acknowledgement task looks for batches to acknowledge when nobody told it.
 const INTERVAL: Duration = Duration::from_millis(200);
 
@@ -86,8 +89,9 @@ pub(crate) struct Tracker {
     path: PathBuf,
     /// As read from the checkpoint when the flow started.
     restored: Vec<i64>,
-    /// As last written to the checkpoint.
+    /// As last written to the checkpoint, and when.
     durable: Mutex<Vec<i64>>,
+    synced: Mutex<std::time::Instant>,
     advancing: tokio::sync::Mutex<()>,
     ackers: Mutex<Vec<Arc<dyn Acknowledger>>>,
     wake: Notify,
@@ -141,6 +145,7 @@ impl Tracker {
                 .collect(),
             path,
             durable: Mutex::new(restored.clone()),
+            synced: Mutex::new(std::time::Instant::now()),
             restored,
             advancing: tokio::sync::Mutex::new(()),
             ackers: Mutex::new(Vec::new()),
@@ -244,20 +249,38 @@ impl Tracker {
     /// watermarks durable. Returns how many batches were acknowledged. One call at a time;
     /// cancelled, it leaves nothing half done (the batches stay until the next call).
     pub(crate) async fn advance(&self) -> Result<usize, FlowError> {
+        self.round(false).await
+    }
+
+    /// The last round of a run: the checkpoint written if anything became final, even with
+    /// nothing to acknowledge, so that the next run skips windows already written whose
+    /// messages an older open window held.
+    pub(crate) async fn advance_final(&self) -> Result<usize, FlowError> {
+        self.round(true).await
+    }
+
+    async fn round(&self, last: bool) -> Result<usize, FlowError> {
         let _one = self.advancing.lock().await;
         let (frontier, finalized) = self.frontier();
+        let due = self
+            .lanes
+            .iter()
+            .zip(&frontier)
+            .any(|(lane, f)| lock(lane).runs.front().is_some_and(|r| r.batch < *f));
         // The checkpoint first: a window whose messages are acknowledged must be final on disk
-        // before, or a replay of its stragglers would emit it again, partial. Written whenever
-        // a window became final, even with nothing to acknowledge yet: a replay then skips
-        // windows already written whose messages an older open window still held.
+        // before, or a replay of its stragglers would emit it again, partial. Also every so
+        // often without acknowledgements (a restart then skips windows written while an older
+        // open window held their messages), and at the end; not on every move of the watermark.
         let durable = lock(&self.durable).clone();
-        if finalized != durable {
+        let a_while = lock(&self.synced).elapsed() >= CHECKPOINT_EVERY;
+        if (due || last || a_while) && finalized != durable {
             let path = self.path.clone();
             let f = finalized.clone();
             tokio::task::spawn_blocking(move || checkpoint::write(&path, &f))
                 .await
                 .map_err(|e| FlowError::Sink(format!("writing the flow checkpoint: {e}").into()))??;
             *lock(&self.durable) = finalized;
+            *lock(&self.synced) = std::time::Instant::now();
         }
         let mut runs: Vec<Run> = Vec::new();
         for (lane, f) in self.lanes.iter().zip(&frontier) {

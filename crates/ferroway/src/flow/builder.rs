@@ -948,8 +948,18 @@ impl<T: Send + 'static> Flow<T> {
     /// ```
     pub fn into_stage(self) -> stage::ProducerStage<T> {
         let name = format!("{}.stage", self.name);
-        let results = Box::pin(self.into_stream());
-        stage::start_producer(super::output::FlowProducer(results), ProducerOptions::new().name(name))
+        // A result taken by the stage is not yet handled by its consumer: acknowledgements
+        // could not wait for that.
+        let this = match self.acked {
+            Some(_) => self.failing(FlowError::Invalid {
+                option: "into_stage",
+                reason: "a flow over a connector source ends in into_sink, collect or into_stream",
+            }),
+            None => self,
+        };
+        let results = Box::pin(this.into_stream());
+        let producer = super::output::FlowProducer { results, failed: None };
+        stage::start_producer(producer, ProducerOptions::new().name(name))
     }
 
     /// Stops a flow over a connector source gracefully when `signal` resolves (a SIGTERM,
@@ -959,6 +969,12 @@ impl<T: Send + 'static> Flow<T> {
     /// not acknowledged, so the next run reads them again and emits those windows whole. The
     /// flow then ends as if its input had (`into_sink` returns `Ok`).
     ///
+    /// With event-time windows (fixed, sliding), no allowed lateness, and triggers (if any)
+    /// that reset the accumulator, every window is written exactly once across the stop.
+    /// Otherwise results are at least once: a window that fired but was still open (its
+    /// lateness not passed, an `Every` firing kept) fires again in the next run, and count
+    /// and periodic windows group the replayed messages anew.
+    ///
     /// Other flows stop when their stream is dropped; this refuses them.
     ///
     /// ```no_run
@@ -967,8 +983,11 @@ impl<T: Send + 'static> Flow<T> {
     /// let term = async {
     ///     let _ = tokio::signal::ctrl_c().await;
     /// };
+    /// // Messages `{"seq":N,...}`, message N at N ms: counts per second.
+    /// let w = Window::fixed(std::time::Duration::from_secs(1)).event_time(|seq: &i64| *seq);
     /// let counts = Flow::from_source(source, 1, "flow.ckpt")
-    ///     .partition(Partition::hashed().stages(2).window(Window::count(1_000)))
+    ///     .filter_map(|json: String| json[7..].split(',').next()?.parse::<i64>().ok())
+    ///     .partition(Partition::hashed().stages(2).window(w))
     ///     .reduce(|| 0u64, |n, _| *n += 1)
     ///     .stop_when(term)
     ///     .collect()

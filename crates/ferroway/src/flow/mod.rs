@@ -59,7 +59,8 @@
 //! crash replays and recomputes what was not finished: results are at least once, exact with
 //! a sink keyed by window and key. [`Flow::stop_when`] stops one gracefully: what is on its way
 //! is written and acknowledged, open windows are left for the next run, which emits them whole
-//! — every window written exactly once across the stop.
+//! — with event-time windows, no lateness and resetting triggers, every window is written
+//! exactly once across the stop.
 //!
 //! # Memory
 //!

@@ -56,7 +56,11 @@ impl<T: Send + 'static> Consumer for ToChannel<T> {
 
 /// A flow's results as a GenStage producer (see [`Flow::into_stage`]): pulls from the
 /// flow's stream as its consumers ask; the flow's error fails the stage.
-pub(crate) struct FlowProducer<S>(pub(crate) S);
+pub(crate) struct FlowProducer<S> {
+    pub(crate) results: S,
+    /// An error that came after results already taken: reported on the next demand.
+    pub(crate) failed: Option<FlowError>,
+}
 
 impl<T, S> stage::Producer for FlowProducer<S>
 where
@@ -67,14 +71,21 @@ where
 
     async fn handle_demand(&mut self, demand: usize) -> Result<stage::Emit<T>, BoxError> {
         use futures_util::StreamExt;
+        if let Some(e) = self.failed.take() {
+            return Err(e.into());
+        }
         let mut batch = Vec::new();
-        match self.0.next().await {
+        match self.results.next().await {
             Some(first) => batch.push(first?),
             None => return Ok(stage::Emit::Done(batch)),
         }
         while batch.len() < demand {
-            match self.0.next().now_or_never() {
-                Some(Some(e)) => batch.push(e?),
+            match self.results.next().now_or_never() {
+                Some(Some(Ok(e))) => batch.push(e),
+                Some(Some(Err(e))) => {
+                    self.failed = Some(e);
+                    break;
+                }
                 Some(None) => return Ok(stage::Emit::Done(batch)),
                 None => break,
             }
@@ -320,27 +331,12 @@ async fn run_acked<T: Send + 'static>(
             }
         }
     }));
+    let deliver = task.abort_handle();
     let mut task = std::pin::pin!(task.join());
     let signal = plan_stop.unwrap_or_else(|| Box::pin(std::future::pending()));
-    let last = tokio::select! {
-        last = &mut task => last,
-        () = signal => {
-            graceful_stop(tracker, name).await;
-            stop.notify_one();
-            if let Ok(Some(e)) = (&mut acking.0).await {
-                return Err(e);
-            }
-            // Acknowledge what the written windows held; the open ones are dropped with the
-            // stages, unacknowledged.
-            tracker.advance().await?;
-            for t in &stages.0 {
-                t.abort();
-            }
-            return match refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                Some(e) => Err(e),
-                None => Ok(()),
-            };
-        }
+    let ended = tokio::select! {
+        last = &mut task => Some(last),
+        () = signal => None,
         failed = &mut acking.0 => {
             for t in &stages.0 {
                 t.abort();
@@ -352,6 +348,26 @@ async fn run_acked<T: Send + 'static>(
                 Err(e) => FlowError::Sink(format!("the acknowledging task: {e}").into()),
             });
         }
+    };
+    let last = match ended {
+        Some(last) => last,
+        None => match graceful_stop(stages, tracker, name, &mut task, &deliver).await {
+            // The output ended while the flow was stopping: that is how it ended.
+            Some(last) => last,
+            None => {
+                stop.notify_one();
+                if let Ok(Some(e)) = (&mut acking.0).await {
+                    return Err(e);
+                }
+                if let Some(e) = refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    return Err(e);
+                }
+                // Acknowledge what the written windows held; the open ones went with their
+                // stages, unacknowledged, for the next run.
+                tracker.advance_final().await?;
+                return Ok(());
+            }
+        },
     };
     stop.notify_one();
     if let Ok(Some(e)) = (&mut acking.0).await {
@@ -369,27 +385,55 @@ async fn run_acked<T: Send + 'static>(
     while tracker.total_written() < streamed.load(std::sync::atomic::Ordering::SeqCst) {
         tracker.changed().await;
     }
-    tracker.advance().await?;
+    tracker.advance_final().await?;
     if !tracker.settled() {
         tracing::error!(flow = %name, "a flow ended with messages it never acknowledged; they will be redelivered");
     }
     Ok(())
 }
 
-/// The first half of a graceful stop: no more pulls, then wait until everything on its way
-/// was reduced and every result emitted was written (a minute at most: a reader that stopped
-/// reading the stream must not hold the stop forever).
-async fn graceful_stop(tracker: &Tracker, name: &str) {
+/// A graceful stop: no more pulls; once everything on its way was reduced and written (a
+/// minute at most: a reader that stopped reading the stream must not hold the stop forever),
+/// the lanes and reducers end — reducers that are stopping neither close their open windows
+/// nor fire timers — and the output writes what it holds and ends, all before the last
+/// acknowledgements count what was written. Returns how the output ended if it ended on its
+/// own first.
+async fn graceful_stop(
+    stages: &mut Stages,
+    tracker: &Tracker,
+    name: &str,
+    output: &mut std::pin::Pin<&mut impl std::future::Future<Output = Result<(), StageError>>>,
+    deliver: &tokio::task::AbortHandle,
+) -> Option<Result<(), StageError>> {
     tracing::info!(flow = %name, "stopping: no more input; writing what is on its way");
     tracker.stop_pulling();
-    let waited = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+    let drained = async {
         while !tracker.drained() {
-            tracker.changed().await;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-    });
-    if waited.await.is_err() {
-        tracing::warn!(flow = %name, "stopping: results still unwritten after a minute; their messages will be read again");
+    };
+    tokio::select! {
+        waited = tokio::time::timeout(std::time::Duration::from_secs(60), drained) => {
+            if waited.is_err() {
+                tracing::warn!(flow = %name, "stopping: results still unwritten after a minute; their messages will be read again");
+            }
+        }
+        last = &mut *output => return Some(last),
     }
+    for t in &stages.0 {
+        t.abort();
+    }
+    for t in std::mem::take(&mut stages.0) {
+        let _ = t.join().await;
+    }
+    if tokio::time::timeout(std::time::Duration::from_secs(60), &mut *output)
+        .await
+        .is_err()
+    {
+        tracing::warn!(flow = %name, "stopping: the output did not finish within a minute");
+        deliver.abort();
+    }
+    None
 }
 
 /// Where a flow over a connector source puts its results.

@@ -246,6 +246,11 @@ impl<T, A, O> Reducer<T, A, O> {
         }
     }
 
+    /// Whether the flow over a connector source is stopping gracefully.
+    fn stopping(&self) -> bool {
+        self.track.as_ref().is_some_and(|t| t.tracker.stopping())
+    }
+
     /// Tells the tracker what this partition holds now.
     fn publish(&mut self) {
         let Some(t) = &mut self.track else {
@@ -698,6 +703,10 @@ where
     }
 
     fn tick(&mut self, out: Option<&mut Outbox<O>>) -> Result<(), StageError> {
+        if self.stopping() {
+            // Nothing fires once a graceful stop counted what was written.
+            return Ok(());
+        }
         let now = Instant::now();
         let name = self.name.clone();
         unwinding(&name, || {
@@ -728,6 +737,11 @@ where
     }
 
     fn flush(&mut self, out: Option<&mut Outbox<O>>) -> Result<(), StageError> {
+        if self.stopping() {
+            // The input did not end, the flow is stopping: open windows are not complete and
+            // must not come out (nor be made final); their messages are read again next run.
+            return Ok(());
+        }
         let name = self.name.clone();
         unwinding(&name, || self.close_all())?;
         if self.late > 0 {
