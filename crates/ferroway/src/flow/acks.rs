@@ -95,7 +95,6 @@ pub(crate) struct Tracker {
     advancing: tokio::sync::Mutex<()>,
     ackers: Mutex<Vec<Arc<dyn Acknowledger>>>,
     wake: Notify,
-    written: std::sync::atomic::AtomicU64,
     /// Set by a graceful stop: the lanes pull no more.
     stopping: std::sync::atomic::AtomicBool,
 }
@@ -150,7 +149,6 @@ impl Tracker {
             advancing: tokio::sync::Mutex::new(()),
             ackers: Mutex::new(Vec::new()),
             wake: Notify::new(),
-            written: 0.into(),
             stopping: false.into(),
         }))
     }
@@ -236,13 +234,12 @@ impl Tracker {
     /// The output wrote `n` more results of partition `p`.
     pub(crate) fn written(&self, p: usize, n: u64) {
         lock(&self.partitions[p]).written += n;
-        self.written.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         self.wake.notify_one();
     }
 
     /// Results written in all.
     pub(crate) fn total_written(&self) -> u64 {
-        self.written.load(std::sync::atomic::Ordering::Relaxed)
+        self.partitions.iter().map(|p| lock(p).written).sum()
     }
 
     /// Acknowledges every batch nothing holds any more, after making the finalized

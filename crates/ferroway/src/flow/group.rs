@@ -36,9 +36,22 @@ impl<T: Send + 'static> Flow<T> {
         K: Hash + Eq + Clone + Send + 'static,
         T: Clone,
     {
+        self.grouped(move |e| (key(e), e.clone()))
+    }
+
+    /// Groups what `kv` makes of each event by its key, per window: what `group_by` and
+    /// `group_by_key` both are.
+    fn grouped<K, V>(self, kv: impl Fn(&T) -> (K, V) + Send + Sync + 'static) -> Flow<(K, Vec<V>)>
+    where
+        K: Hash + Eq + Clone + Send + 'static,
+        V: Clone + Send + 'static,
+    {
         self.reduce_with(
-            HashMap::<K, Vec<T>>::new,
-            move |groups, e| groups.entry(key(e)).or_default().push(e.clone()),
+            HashMap::<K, Vec<V>>::new,
+            move |groups, e| {
+                let (k, v) = kv(e);
+                groups.entry(k).or_default().push(v);
+            },
             |groups, _| {
                 let out = groups.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 (out, Accumulator::Keep)
@@ -160,13 +173,6 @@ where
     /// # Ok(()) }
     /// ```
     pub fn group_by_key(self) -> Flow<(K, Vec<V>)> {
-        self.reduce_with(
-            HashMap::<K, Vec<V>>::new,
-            |groups, (k, v)| groups.entry(k.clone()).or_default().push(v.clone()),
-            |groups, _| {
-                let out = groups.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                (out, Accumulator::Keep)
-            },
-        )
+        self.grouped(|(k, v)| (k.clone(), v.clone()))
     }
 }

@@ -355,19 +355,12 @@ impl<T, A, O> Reducer<T, A, O> {
         let (lateness, ooo) = (self.window.lateness, self.window.out_of_orderness);
         let now = Instant::now();
         let mut input_wm = self.inputs.seen(from, now).wm;
-        // One input: its watermark is the partition's, kept without the inputs' bookkeeping
-        // until something comes due.
-        let single = self.n_inputs == 1;
         let mut last_fixed: Option<Bounds> = None;
         let (tracked, restored) = self.track.as_ref().map_or((false, i64::MIN), |t| (true, t.restored));
         for Stamped { e, wm, at } in events {
             let ts = time(&e);
             input_wm = input_wm.max(wm);
-            if let Some(t) = &mut self.track {
-                let (lane, batch) = lane_batch(at);
-                t.recv[lane] += 1;
-                t.last[lane] = batch;
-            }
+            self.received(at);
             let punctuated = self.punctuation.as_ref().is_some_and(|p| p(&e));
             let mut took = false;
             // Lateness is judged by the event's own input: the same in every run, however
@@ -396,25 +389,12 @@ impl<T, A, O> Reducer<T, A, O> {
                 _ => window::assign(kind, ts, take),
             }
             if !took {
-                self.late += 1;
-                self.late_counter.increment(1);
-                if let Some(f) = &self.window.on_late {
-                    f(e);
-                }
+                self.left_out(e);
             }
             let after = ts.saturating_sub(ooo);
             if after > input_wm {
                 input_wm = after;
-                // The watermark follows every event, so whether a window is closed when an
-                // event reaches it never depends on where batches were cut.
-                if single && after < self.next_due {
-                    self.watermark = self.watermark.max(after);
-                } else {
-                    if let Some(i) = self.inputs.get_mut(&from) {
-                        i.wm = i.wm.max(after);
-                    }
-                    self.advance(now);
-                }
+                self.input_moved(from, after, now);
             }
         }
         if let Some(i) = self.inputs.get_mut(&from) {
@@ -481,11 +461,7 @@ impl<T, A, O> Reducer<T, A, O> {
             // Late by its own input's watermark (the same in every run), or behind what the
             // partition already put into sessions (an idle input skipped).
             if ts < input_wm || ts < sessions.drained {
-                self.late += 1;
-                self.late_counter.increment(1);
-                if let Some(f) = &self.window.on_late {
-                    f(e);
-                }
+                self.left_out(e);
             } else {
                 let key = self.key.as_ref().map_or(0, |k| k(&e));
                 sessions.push(key, ts, e);
@@ -493,11 +469,7 @@ impl<T, A, O> Reducer<T, A, O> {
             let after = ts.saturating_sub(ooo);
             if after > input_wm {
                 input_wm = after;
-                if let Some(i) = self.inputs.get_mut(&from) {
-                    i.wm = i.wm.max(after);
-                }
-                // As for fixed windows: where batches were cut changes nothing.
-                self.advance(now);
+                self.input_moved(from, after, now);
                 self.drain_sessions(self.watermark);
             }
         }
@@ -506,6 +478,32 @@ impl<T, A, O> Reducer<T, A, O> {
         }
         self.advance(now);
         self.drain_sessions(self.watermark);
+    }
+
+    /// An event of `from` moved its input's watermark to `after`. The partition's follows
+    /// every event, so whether a window is closed when an event reaches it never depends on
+    /// where batches were cut.
+    #[inline]
+    fn input_moved(&mut self, from: SubscriptionId, after: i64, now: Instant) {
+        if self.n_inputs == 1 && after < self.next_due {
+            // One input: its watermark is the partition's, kept without the inputs'
+            // bookkeeping until something comes due.
+            self.watermark = self.watermark.max(after);
+        } else {
+            if let Some(i) = self.inputs.get_mut(&from) {
+                i.wm = i.wm.max(after);
+            }
+            self.advance(now);
+        }
+    }
+
+    /// A late event: counted, and handed to the side output if there is one.
+    fn left_out(&mut self, e: T) {
+        self.late += 1;
+        self.late_counter.increment(1);
+        if let Some(f) = &self.window.on_late {
+            f(e);
+        }
     }
 
     /// Puts the events before `wm` into their sessions, in time order, and closes the
@@ -651,21 +649,17 @@ where
     ) -> Result<(), StageError> {
         let name = self.name.clone();
         unwinding(&name, || match self.window.kind {
-            Kind::Fixed { .. } | Kind::Sliding { .. } => {
+            kind @ (Kind::Fixed { .. } | Kind::Sliding { .. } | Kind::Session { .. }) => {
                 let time = self
                     .window
                     .time
                     .clone()
                     .expect("validated: event-time windows have a time");
-                self.handle_event_time(from, events, &time);
-            }
-            Kind::Session { .. } => {
-                let time = self
-                    .window
-                    .time
-                    .clone()
-                    .expect("validated: session windows have a time");
-                self.handle_sessions(from, events, &time);
+                if let Kind::Session { .. } = kind {
+                    self.handle_sessions(from, events, &time);
+                } else {
+                    self.handle_event_time(from, events, &time);
+                }
             }
             Kind::Count { size } => self.handle_count(events, size),
             Kind::Periodic { size } => {
