@@ -9,6 +9,7 @@ mod http_ingest;
 mod kafka;
 mod nats;
 mod pipeline;
+mod pubsub;
 mod redis;
 mod report;
 mod sqs;
@@ -33,6 +34,8 @@ const WORKLOADS: &[&str] = &[
     "nats-sink",
     "sqs",
     "sqs-sink",
+    "pubsub",
+    "pubsub-sink",
     "sse",
     "http-ingest",
     "flow-wordcount",
@@ -87,6 +90,8 @@ fn main() -> ExitCode {
             "nats-sink" => vec![rt.block_on(nats::run(true))],
             "sqs" => vec![rt.block_on(sqs::run(false))],
             "sqs-sink" => vec![rt.block_on(sqs::run(true))],
+            "pubsub" => vec![rt.block_on(pubsub::run(false))],
+            "pubsub-sink" => vec![rt.block_on(pubsub::run(true))],
             "sse" => vec![rt.block_on(sse::run())],
             "http-ingest" => vec![rt.block_on(http_ingest::run())],
             "flow-wordcount" => rt.block_on(flow::run_wordcount()),

@@ -109,6 +109,9 @@ impl Registry {
         #[cfg(feature = "sqs")]
         r.source::<ferroway_sqs::SqsSourceConfig>()
             .sink::<ferroway_sqs::SqsSinkConfig>();
+        #[cfg(feature = "pubsub")]
+        r.source::<ferroway_pubsub::PubSubSourceConfig>()
+            .sink::<ferroway_pubsub::PubSubSinkConfig>();
         #[cfg(feature = "http")]
         r.source::<ferroway_http::config::SseSourceConfig>()
             .source::<ferroway_http::config::NdjsonSourceConfig>()

@@ -1,7 +1,9 @@
 //! `ferroway run` against the real servers: Redis stream → Kafka topic, Kafka topic → file,
-//! RabbitMQ queue → RabbitMQ queue, JetStream stream → file, kill -9 and SIGTERM of the process (ferroway-testkit), and
+//! RabbitMQ queue → RabbitMQ queue, JetStream stream → file, SQS queue → file, Pub/Sub
+//! subscription → Pub/Sub topic, kill -9 and SIGTERM of the process (ferroway-testkit), and
 //! two processes sharing a group. Needs Redis on 127.0.0.1:6379, RabbitMQ on 127.0.0.1:5672,
-//! nats-server -js on 127.0.0.1:4222 and a Kafka-API broker on 127.0.0.1:9092 (`./scripts/test` starts them).
+//! nats-server -js on 127.0.0.1:4222, a Kafka-API broker on 127.0.0.1:9092, moto on 127.0.0.1:4566 and the Pub/Sub emulator on
+//! 127.0.0.1:8085 (`./scripts/test` starts them).
 
 #[path = "../../ferroway-amqp/tests/support/mod.rs"]
 mod amqp;
@@ -9,6 +11,8 @@ mod amqp;
 mod kafka;
 #[path = "../../ferroway-nats/tests/support/mod.rs"]
 mod nats;
+#[path = "../../ferroway-pubsub/tests/support/mod.rs"]
+mod pubsub;
 #[path = "../../ferroway-sqs/tests/support/mod.rs"]
 mod sqs;
 mod support;
@@ -317,6 +321,83 @@ batch_size = 10
         let c = sqs::client().await;
         assert_eq!(sqs::counts(&c, &url).await, (0, 0), "every message deleted");
         sqs::delete_queue(&c, &url).await;
+    });
+}
+
+#[test]
+fn pubsub_subscription_to_pubsub_topic_with_a_step_and_every_message_acked() {
+    use gcloud_pubsub::subscription::SubscriptionConfig;
+    let n = 200u64;
+    let (from, to) = block_on(async {
+        let c = pubsub::client().await;
+        let from = pubsub::topic_and_subscription(&c, &pubsub::unique("cli-from"), SubscriptionConfig::default()).await;
+        let to = pubsub::topic_and_subscription(&c, &pubsub::unique("cli-to"), SubscriptionConfig::default()).await;
+        pubsub::publish_range(&c, &from.0, 0, n).await;
+        (from, to)
+    });
+    let dir = Scratch::new("pubsub-pubsub");
+    let file = dir.write(
+        "copy.toml",
+        &format!(
+            r#"
+[sources.orders]
+type = "pubsub"
+project = "{project}"
+emulator_host = "{emulator}"
+subscription = "{from}"
+
+[[steps]]
+map = '{{n: .}}'
+
+[sinks.copy]
+type = "pubsub"
+project = "{project}"
+emulator_host = "{emulator}"
+topic = "{to}"
+batch_size = 50
+"#,
+            project = pubsub::PROJECT,
+            emulator = pubsub::emulator(),
+            from = from.1,
+            to = to.0,
+        ),
+    );
+    let child = ferroway(&dir.0)
+        .args(["run", "--progress", "off", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let copies = block_on(async {
+        let c = pubsub::client().await;
+        let mut copies = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while (copies.len() as u64) < n && std::time::Instant::now() < deadline {
+            copies.extend(pubsub::drain(&c, &to.1).await);
+        }
+        copies
+    });
+    signal(child.id(), "TERM");
+    let out = wait_output(child, 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut seen = BTreeMap::new();
+    for data in &copies {
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        *seen.entry(v["n"].as_u64().unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.len() as u64,
+        n,
+        "every message published to the topic\n{}",
+        stderr(&out)
+    );
+    block_on(async {
+        let c = pubsub::client().await;
+        assert!(
+            pubsub::drain(&c, &from.1).await.is_empty(),
+            "every message acknowledged"
+        );
+        pubsub::delete(&c, &from.0, &from.1).await;
+        pubsub::delete(&c, &to.0, &to.1).await;
     });
 }
 

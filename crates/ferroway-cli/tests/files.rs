@@ -166,12 +166,14 @@ fn connectors_lists_every_compiled_in_type_with_its_options() {
         "amqp",
         "nats",
         "sqs",
+        "pubsub",
     ] {
         assert!(text.contains(&format!("type = \"{t}\"")), "{t} missing:\n{text}");
     }
     assert!(text.contains("checkpoint_dir"), "{text}");
     assert!(text.contains("prefetch_count = 100"), "{text}");
     assert!(text.contains("max_receives = 4"), "{text}");
+    assert!(text.contains("max_outstanding_messages = 1000"), "{text}");
 }
 
 #[test]

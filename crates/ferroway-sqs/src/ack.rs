@@ -1,16 +1,16 @@
-//! Acknowledgements: every message in flight has its receipt handle in a table; outcomes
-//! become `DeleteMessageBatch` and `ChangeMessageVisibilityBatch` calls made by a task of
-//! their own, which also extends the visibility of messages still in the pipeline near the
-//! end of their visibility timeout.
+//! Acknowledgements: every message in flight has its receipt handle in the source's
+//! [`Leases`]; outcomes become `DeleteMessageBatch` and `ChangeMessageVisibilityBatch` calls
+//! made by a task of their own, which also extends the visibility of messages still in the
+//! pipeline near the end of their visibility timeout.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry};
-use ferroway::pipeline::{AckToken, Acknowledger, Acks, BoxFuture, OnFailure};
+use ferroway::connector::leases::Leases;
+use ferroway::pipeline::{Acknowledger, Acks, BoxFuture, OnFailure};
 use ferroway::resilience::Backoff;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -19,111 +19,6 @@ use tracing::{debug, warn};
 
 use crate::client::{Fault, fault};
 use crate::options::OnFailed;
-
-struct Pending {
-    message_id: String,
-    receipt: String,
-    received: Instant,
-    /// When its visibility timeout runs out (as last set).
-    deadline: Instant,
-}
-
-/// The messages in flight, by token (sequential numbers).
-#[derive(Default)]
-pub(crate) struct InFlight {
-    table: Mutex<Table>,
-    next: AtomicU64,
-}
-
-/// How many handled message ids are remembered to recognise a late copy.
-const RECENT: usize = 4096;
-
-#[derive(Default)]
-struct Table {
-    pending: HashMap<u64, Pending>,
-    /// Tokens by message id: SQS may hand out a message again while it is in the pipeline
-    /// (a standard queue's occasional second copy, or a visibility timeout that ran out).
-    by_id: HashMap<String, u64>,
-    /// The last [`RECENT`] message ids handled and deleted, oldest first: a copy SQS handed
-    /// out before the delete may arrive after it.
-    deleted: HashSet<String>,
-    deleted_order: VecDeque<String>,
-}
-
-impl Table {
-    fn remove(&mut self, token: u64) -> Option<Pending> {
-        let p = self.pending.remove(&token)?;
-        self.by_id.remove(&p.message_id);
-        Some(p)
-    }
-
-    /// Removes a message the pipeline finished with: its receipt handle, to delete.
-    fn delete(&mut self, token: u64) -> Option<String> {
-        let p = self.remove(token)?;
-        if !p.message_id.is_empty() && self.deleted.insert(p.message_id.clone()) {
-            self.deleted_order.push_back(p.message_id);
-            if self.deleted_order.len() > RECENT
-                && let Some(old) = self.deleted_order.pop_front()
-            {
-                self.deleted.remove(&old);
-            }
-        }
-        Some(p.receipt)
-    }
-}
-
-/// What a received message is to the table.
-pub(crate) enum Arrival {
-    /// New: into the pipeline with this token.
-    New(AckToken),
-    /// A copy of a message still in the pipeline: that one deletes with this copy's newer
-    /// receipt handle (SQS honours the last one) and its visibility counts from now.
-    InPipeline,
-    /// A copy of a message already handled and deleted: delete it by this receipt handle.
-    Handled(String),
-}
-
-impl InFlight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records a message received now, hidden for `visibility`, unless it is a copy: every
-    /// message is handled once, however many copies SQS hands out meanwhile.
-    /// A copy of a message in the pipeline longer than `stale` (past its last extension)
-    /// is taken as new: the first one may never come back.
-    pub(crate) fn add(&self, message_id: &str, receipt: String, visibility: Duration, stale: Duration) -> Arrival {
-        let now = Instant::now();
-        let mut table = self.lock();
-        if let Some(token) = table.by_id.get(message_id).copied()
-            && let Some(p) = table.pending.get_mut(&token)
-        {
-            if now.duration_since(p.received) <= stale {
-                p.receipt = receipt;
-                p.deadline = now + visibility;
-                return Arrival::InPipeline;
-            }
-            table.remove(token);
-        }
-        if table.deleted.contains(message_id) {
-            return Arrival::Handled(receipt);
-        }
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        if !message_id.is_empty() {
-            table.by_id.insert(message_id.to_owned(), id);
-        }
-        table.pending.insert(
-            id,
-            Pending {
-                message_id: message_id.to_owned(),
-                receipt,
-                received: now,
-                deadline: now + visibility,
-            },
-        );
-        Arrival::New(AckToken(id, 0))
-    }
-}
 
 pub(crate) enum Job {
     Delete(Vec<String>),
@@ -134,7 +29,7 @@ pub(crate) enum Job {
 }
 
 pub(crate) struct SqsAcker {
-    pub(crate) in_flight: Arc<InFlight>,
+    pub(crate) leases: Arc<Leases>,
     pub(crate) tx: mpsc::UnboundedSender<Job>,
     pub(crate) on_failed: OnFailed,
     /// Failures left to reappear after their visibility timeout.
@@ -146,22 +41,21 @@ impl Acknowledger for SqsAcker {
         let mut delete = Vec::with_capacity(acks.successful.len());
         let mut retry = Vec::new();
         let mut left = 0u64;
-        {
-            let mut table = self.in_flight.lock();
-            delete.extend(acks.successful.iter().filter_map(|t| table.delete(t.0)));
-            for f in &acks.failed {
-                if f.on_failure == OnFailure::Ack {
-                    delete.extend(table.delete(f.token.0));
-                    continue;
-                }
-                let Some(p) = table.remove(f.token.0) else { continue };
-                match (f.on_failure, self.on_failed) {
-                    // SQS cannot reject: left, the queue's redrive policy moves it to its
-                    // dead-letter queue after `maxReceiveCount` receives.
-                    (OnFailure::Reject, _) => left += 1,
-                    (_, OnFailed::Retry { .. }) => retry.push(p.receipt),
-                    (_, OnFailed::Leave) => left += 1,
-                }
+        delete.extend(acks.successful.iter().filter_map(|t| self.leases.settle(*t)));
+        for f in &acks.failed {
+            if f.on_failure == OnFailure::Ack {
+                delete.extend(self.leases.settle(f.token));
+                continue;
+            }
+            let Some(receipt) = self.leases.release(f.token) else {
+                continue;
+            };
+            match (f.on_failure, self.on_failed) {
+                // SQS cannot reject: left, the queue's redrive policy moves it to its
+                // dead-letter queue after `maxReceiveCount` receives.
+                (OnFailure::Reject, _) => left += 1,
+                (_, OnFailed::Retry { .. }) => retry.push(receipt),
+                (_, OnFailed::Leave) => left += 1,
             }
         }
         if left > 0 {
@@ -216,7 +110,7 @@ pub(crate) struct Settings {
 /// a client (`client` arrives) no message exists, so a flush is answered at once.
 pub(crate) async fn run(
     client: oneshot::Receiver<Client>,
-    in_flight: Arc<InFlight>,
+    leases: Arc<Leases>,
     settings: Settings,
     mut rx: mpsc::UnboundedReceiver<Job>,
 ) {
@@ -290,7 +184,7 @@ pub(crate) async fn run(
                 calls.delete(std::mem::take(&mut deletes), &mut running);
                 linger = None;
             }
-            _ = tick.tick() => calls.extend(&in_flight, &mut running),
+            _ = tick.tick() => calls.extend(&leases, &mut running),
             Some(_) = running.join_next(), if !running.is_empty() => {}
         }
     }
@@ -333,27 +227,13 @@ impl Calls {
 
     /// Extends the visibility of messages near the end of theirs, unless they have been in
     /// the pipeline for `max_extension` already.
-    fn extend(&self, in_flight: &InFlight, running: &mut JoinSet<()>) {
+    fn extend(&self, leases: &Leases, running: &mut JoinSet<()>) {
         let s = &self.settings;
         if s.extend_before.is_zero() {
             return;
         }
         let visibility = Duration::from_secs(s.visibility.load(Ordering::Relaxed));
-        let now = Instant::now();
-        let mut due: Vec<String> = Vec::new();
-        {
-            let mut table = in_flight.lock();
-            for p in table.pending.values_mut() {
-                let in_pipeline = now.duration_since(p.received);
-                if p.deadline.saturating_duration_since(now) > s.extend_before
-                    || in_pipeline + visibility > s.max_extension
-                {
-                    continue;
-                }
-                p.deadline = now + visibility;
-                due.push(p.receipt.clone());
-            }
-        }
+        let due = leases.due(s.extend_before, visibility, s.max_extension);
         if !due.is_empty() {
             debug!(queue = %s.queue, count = due.len(), "visibility extended for messages still in the pipeline");
             self.hide(due, visibility.as_secs() as i32, "extend", running);
@@ -496,12 +376,15 @@ fn split_failures(
 
 #[cfg(test)]
 mod tests {
+    use ferroway::connector::leases::Arrival;
+    use ferroway::pipeline::AckToken;
+
     use super::*;
 
-    fn acker(in_flight: &Arc<InFlight>) -> (SqsAcker, mpsc::UnboundedReceiver<Job>) {
+    fn acker(leases: &Arc<Leases>) -> (SqsAcker, mpsc::UnboundedReceiver<Job>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let acker = SqsAcker {
-            in_flight: in_flight.clone(),
+            leases: leases.clone(),
             tx,
             on_failed: OnFailed::Leave,
             left: metrics::Counter::noop(),
@@ -519,15 +402,20 @@ mod tests {
     const V: Duration = Duration::from_secs(30);
     const STALE: Duration = Duration::from_secs(3600);
 
+    fn new(leases: &Leases, id: &str, receipt: &str) -> AckToken {
+        match leases.add(id, receipt.into(), 0, V, STALE) {
+            Arrival::New(t) => t,
+            _ => panic!("{id} is new"),
+        }
+    }
+
     #[tokio::test]
     async fn a_copy_in_the_pipeline_gives_its_receipt_to_the_delete() {
-        let in_flight = Arc::new(InFlight::default());
-        let (acker, mut rx) = acker(&in_flight);
-        let Arrival::New(token) = in_flight.add("m1", "h1".into(), V, STALE) else {
-            panic!("new")
-        };
+        let leases = Arc::new(Leases::default());
+        let (acker, mut rx) = acker(&leases);
+        let token = new(&leases, "m1", "h1");
         assert!(matches!(
-            in_flight.add("m1", "h2".into(), V, STALE),
+            leases.add("m1", "h2".into(), 0, V, STALE),
             Arrival::InPipeline
         ));
         acker.ack(Acks {
@@ -539,14 +427,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_copy_of_a_handled_message_is_deleted_but_a_failed_one_comes_back() {
-        let in_flight = Arc::new(InFlight::default());
-        let (acker, mut rx) = acker(&in_flight);
-        let Arrival::New(ok) = in_flight.add("ok", "h1".into(), V, STALE) else {
-            panic!("new")
-        };
-        let Arrival::New(bad) = in_flight.add("bad", "h2".into(), V, STALE) else {
-            panic!("new")
-        };
+        let leases = Arc::new(Leases::default());
+        let (acker, mut rx) = acker(&leases);
+        let ok = new(&leases, "ok", "h1");
+        let bad = new(&leases, "bad", "h2");
         acker.ack(Acks {
             successful: vec![ok],
             failed: vec![ferroway::pipeline::FailedAck {
@@ -556,35 +440,7 @@ mod tests {
             }],
         });
         assert_eq!(deleted(&mut rx), vec!["h1".to_owned()]);
-        assert!(matches!(in_flight.add("ok", "h3".into(), V, STALE), Arrival::Handled(r) if r == "h3"));
-        assert!(matches!(in_flight.add("bad", "h4".into(), V, STALE), Arrival::New(_)));
-    }
-
-    #[tokio::test]
-    async fn only_the_last_handled_ids_are_remembered() {
-        let in_flight = Arc::new(InFlight::default());
-        let (acker, _rx) = acker(&in_flight);
-        for i in 0..=RECENT {
-            let Arrival::New(t) = in_flight.add(&i.to_string(), format!("h{i}"), V, STALE) else {
-                panic!("new")
-            };
-            acker.ack(Acks {
-                successful: vec![t],
-                failed: vec![],
-            });
-        }
-        assert!(matches!(in_flight.add("0", "x".into(), V, STALE), Arrival::New(_)));
-        assert!(matches!(in_flight.add("1", "y".into(), V, STALE), Arrival::Handled(_)));
-        assert!(in_flight.lock().deleted.len() <= RECENT);
-    }
-
-    #[tokio::test]
-    async fn a_copy_past_the_last_extension_is_taken_as_new() {
-        let in_flight = Arc::new(InFlight::default());
-        let short = Duration::from_millis(1);
-        assert!(matches!(in_flight.add("m", "h1".into(), V, short), Arrival::New(_)));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert!(matches!(in_flight.add("m", "h2".into(), V, short), Arrival::New(_)));
-        assert_eq!(in_flight.lock().pending.len(), 1, "the stale entry went");
+        assert!(matches!(leases.add("ok", "h3".into(), 0, V, STALE), Arrival::Handled(r) if r == "h3"));
+        assert!(matches!(leases.add("bad", "h4".into(), 0, V, STALE), Arrival::New(_)));
     }
 }

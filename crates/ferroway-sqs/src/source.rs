@@ -11,6 +11,7 @@ use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::receive_message::{ReceiveMessageError, ReceiveMessageOutput};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use ferroway::BoxError;
+use ferroway::connector::leases::{Arrival, Leases};
 use ferroway::connector::{Producers, Source};
 use ferroway::pipeline::{Acknowledger, BoxFuture, Message, OnFailure};
 use ferroway::resilience::{Backoff, Reach, StatefulBackoff};
@@ -21,7 +22,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::ack::{self, InFlight, Job, Settings, SqsAcker};
+use crate::ack::{self, Job, Settings, SqsAcker};
 use crate::client::{self, Fault};
 use crate::error::{OptionsError, SourceError};
 use crate::message::{SqsMessage, SqsMetadata, split};
@@ -87,7 +88,7 @@ pub struct SqsSource {
     client: Option<Client>,
     /// Hands the acknowledgement task the client once SQS answered.
     to_acks: Option<oneshot::Sender<Client>>,
-    in_flight: Arc<InFlight>,
+    leases: Arc<Leases>,
     acker: Arc<dyn Acknowledger>,
     ack_tx: mpsc::UnboundedSender<Job>,
     receives: FuturesUnordered<BoxFuture<'static, Received>>,
@@ -164,7 +165,7 @@ impl SqsSource {
     }
 
     fn start(opts: Arc<SqsOptions>) -> Self {
-        let in_flight = Arc::new(InFlight::default());
+        let leases = Arc::new(Leases::default());
         let (ack_tx, jobs) = mpsc::unbounded_channel();
         let (client_tx, client_rx) = oneshot::channel();
         let queue_url: Arc<str> = opts.queue.queue_url.as_str().into();
@@ -172,7 +173,7 @@ impl SqsSource {
         let visibility = Arc::new(AtomicU64::new(opts.visibility_timeout.map_or(30, |v| v.as_secs())));
         tokio::spawn(ack::run(
             client_rx,
-            in_flight.clone(),
+            leases.clone(),
             Settings {
                 queue_url: queue_url.clone(),
                 queue: queue.clone(),
@@ -194,7 +195,7 @@ impl SqsSource {
         }
         SqsSource {
             acker: Arc::new(SqsAcker {
-                in_flight: in_flight.clone(),
+                leases: leases.clone(),
                 tx: ack_tx.clone(),
                 on_failed: opts.on_failed,
                 left: metrics::counter!(crate::metrics::ACKS, "queue" => queue.clone(), "kind" => "leave"),
@@ -215,7 +216,7 @@ impl SqsSource {
             outage: None,
             again: Vec::new(),
             attempts: 0,
-            in_flight,
+            leases,
             ack_tx,
             visibility,
             system_attributes,
@@ -370,19 +371,20 @@ impl SqsSource {
     fn message(&self, m: aws_sdk_sqs::types::Message) -> Option<Message<SqsMessage>> {
         let (data, meta) = split(&self.queue_url, m)?;
         let visibility = Duration::from_secs(self.visibility.load(Ordering::Relaxed));
-        let token = match self.in_flight.add(
+        let token = match self.leases.add(
             &meta.message_id,
             meta.receipt_handle.clone(),
+            0,
             visibility,
             self.opts.max_extension + visibility,
         ) {
-            ack::Arrival::New(token) => token,
-            ack::Arrival::InPipeline => {
+            Arrival::New(token) => token,
+            Arrival::InPipeline => {
                 self.copies.increment(1);
                 debug!(queue = %self.queue, message_id = %meta.message_id, "received again while in the pipeline: handled once");
                 return None;
             }
-            ack::Arrival::Handled(receipt) => {
+            Arrival::Handled(receipt) => {
                 self.copies.increment(1);
                 debug!(queue = %self.queue, message_id = %meta.message_id, "received again after it was handled: deleted");
                 let _ = self.ack_tx.send(Job::Delete(vec![receipt]));

@@ -74,6 +74,7 @@
 
 pub mod file;
 pub mod generator;
+pub mod leases;
 pub mod stdio;
 
 mod boxed;
