@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ferroway::BoxError;
 use ferroway::connector::leases::Leases;
+use ferroway::connector::settle::{self, Acker, Job};
 use ferroway::connector::{Producers, Source};
 use ferroway::pipeline::{BoxFuture, Message};
 use ferroway::resilience::Reach;
@@ -15,10 +16,10 @@ use ferroway::telemetry::LogThrottle;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
-use crate::ack::{self, Job, PubSubAcker, Settings};
+use crate::ack::{self, PubSubCalls, Settings};
 use crate::error::OptionsError;
 use crate::message::PubSubMessage;
-use crate::options::PubSubOptions;
+use crate::options::{OnFailed, PubSubOptions};
 use crate::stream::{Delivery, Reader, give_back};
 
 /// Consumes a Pub/Sub subscription: one pipeline producer. A pipeline gets them from
@@ -158,18 +159,14 @@ impl PubSubSource {
             .into();
         let leases = Arc::new(Leases::default());
         let (ack_tx, jobs) = mpsc::unbounded_channel();
-        let (client_tx, client_rx) = oneshot::channel();
-        tokio::spawn(ack::run(
-            client_rx,
-            leases.clone(),
-            Settings {
-                subscription: subscription.to_string(),
-                ack_deadline: opts.ack_deadline,
-                extend_before: opts.extend_before,
-                max_extension: opts.max_extension,
-            },
-            jobs,
-        ));
+        let (calls_tx, calls_rx) = oneshot::channel();
+        tokio::spawn(settle::run::<PubSubCalls>(calls_rx, leases.clone(), jobs, ack::CALLS));
+        let settings = Arc::new(Settings {
+            subscription: subscription.to_string(),
+            ack_deadline: opts.ack_deadline,
+            extend_before: opts.extend_before,
+            max_extension: opts.max_extension,
+        });
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -179,17 +176,20 @@ impl PubSubSource {
         let reach = Reach::of(&format!("pubsub\n{}\n{subscription}", opts.client.shown()));
         let (out, from_reader) = mpsc::unbounded_channel();
         let reader = Reader {
-            acker: Arc::new(PubSubAcker {
-                leases: leases.clone(),
-                tx: ack_tx.clone(),
-                on_failed: opts.on_failed,
-                left: metrics::counter!(crate::metrics::ACKS, "subscription" => label.clone(), "kind" => "leave"),
-            }),
+            acker: Arc::new(Acker::new(
+                leases.clone(),
+                ack_tx.clone(),
+                match opts.on_failed {
+                    OnFailed::Leave => None,
+                    OnFailed::Retry { delay } => Some(delay),
+                },
+                metrics::counter!(crate::metrics::ACKS, "subscription" => label.clone(), "kind" => "leave"),
+            )),
             received: counter(crate::metrics::RECEIVED),
             copies: counter(crate::metrics::COPIES),
             surplus: metrics::counter!(crate::metrics::ACKS, "subscription" => label.clone(), "kind" => "surplus"),
             client_id: format!("ferroway-{}-{nanos:x}-{index}", std::process::id()),
-            to_acks: Some(client_tx),
+            to_acks: Some((calls_tx, settings)),
             reach: reach.clone(),
             retry: Reader::backoff(),
             outage_log: LogThrottle::new(Duration::from_secs(10)),

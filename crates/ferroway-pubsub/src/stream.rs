@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferroway::connector::leases::{Arrival, Leases};
+use ferroway::connector::settle::Job;
 use ferroway::pipeline::{Acknowledger, Message, OnFailure};
 use ferroway::resilience::{Backoff, Reach, StatefulBackoff};
 use ferroway::telemetry::LogThrottle;
@@ -22,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::ack::Job;
+use crate::ack::{PubSubCalls, Settings};
 use crate::client::{self, Fault, describe, fault, no_retry};
 use crate::error::SourceError;
 use crate::message::{PubSubMessage, PubSubMetadata, split};
@@ -41,7 +42,7 @@ pub(crate) fn give_back(leases: &Leases, ack_tx: &mpsc::UnboundedSender<Job>, me
     let ids: Vec<String> = messages.iter().filter_map(|m| leases.release(m.ack_token())).collect();
     if !ids.is_empty() {
         debug!(count = ids.len(), "messages not handed to the pipeline: given back");
-        let _ = ack_tx.send(Job::Modify(ids, 0, "returned"));
+        let _ = ack_tx.send(Job::Change(ids, 0, "returned"));
     }
 }
 
@@ -55,7 +56,7 @@ pub(crate) struct Reader {
     pub(crate) acker: Arc<dyn Acknowledger>,
     pub(crate) ack_tx: mpsc::UnboundedSender<Job>,
     /// Hands the acknowledgement task the client once Pub/Sub answered.
-    pub(crate) to_acks: Option<oneshot::Sender<SubscriberClient>>,
+    pub(crate) to_acks: Option<(oneshot::Sender<PubSubCalls>, Arc<Settings>)>,
     pub(crate) reach: Arc<Reach>,
     pub(crate) out: mpsc::UnboundedSender<Delivery>,
     pub(crate) retry: StatefulBackoff,
@@ -179,8 +180,11 @@ impl Reader {
         }
         self.reach.mark_reached();
         self.retry.succeed();
-        if let Some(tx) = self.to_acks.take() {
-            let _ = tx.send(client.clone());
+        if let Some((tx, settings)) = self.to_acks.take() {
+            let _ = tx.send(PubSubCalls {
+                client: client.clone(),
+                settings,
+            });
         }
         info!(
             subscription = %self.subscription,
@@ -235,7 +239,7 @@ impl Reader {
             let ids: Vec<String> = messages.into_iter().map(|m| m.ack_id).collect();
             self.surplus.increment(ids.len() as u64);
             debug!(subscription = %self.subscription, count = ids.len(), held, "past the flow-control limits: sent back");
-            let _ = self.ack_tx.send(Job::Modify(ids, 0, "surplus"));
+            let _ = self.ack_tx.send(Job::Change(ids, 0, "surplus"));
             return Vec::new();
         }
         messages.into_iter().filter_map(|m| self.message(m)).collect()
@@ -264,7 +268,7 @@ impl Reader {
             Arrival::Handled(ack_id) => {
                 self.copies.increment(1);
                 debug!(subscription = %self.subscription, message_id = %meta.message_id, "delivered again after it was handled: acknowledged");
-                let _ = self.ack_tx.send(Job::Ack(vec![ack_id]));
+                let _ = self.ack_tx.send(Job::Settle(vec![ack_id]));
                 return None;
             }
         };

@@ -12,6 +12,7 @@ use aws_sdk_sqs::operation::receive_message::{ReceiveMessageError, ReceiveMessag
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use ferroway::BoxError;
 use ferroway::connector::leases::{Arrival, Leases};
+use ferroway::connector::settle::{self, Acker, Job};
 use ferroway::connector::{Producers, Source};
 use ferroway::pipeline::{Acknowledger, BoxFuture, Message, OnFailure};
 use ferroway::resilience::{Backoff, Reach, StatefulBackoff};
@@ -22,11 +23,11 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::ack::{self, Job, Settings, SqsAcker};
+use crate::ack::{self, Settings, SqsCalls};
 use crate::client::{self, Fault};
 use crate::error::{OptionsError, SourceError};
 use crate::message::{SqsMessage, SqsMetadata, split};
-use crate::options::SqsOptions;
+use crate::options::{OnFailed, SqsOptions};
 
 /// Consumes an SQS queue: one pipeline producer. A pipeline gets them from
 /// [`SqsSource::factory`].
@@ -87,7 +88,7 @@ pub struct SqsSource {
     opts: Arc<SqsOptions>,
     client: Option<Client>,
     /// Hands the acknowledgement task the client once SQS answered.
-    to_acks: Option<oneshot::Sender<Client>>,
+    to_acks: Option<(oneshot::Sender<SqsCalls>, Arc<Settings>)>,
     leases: Arc<Leases>,
     acker: Arc<dyn Acknowledger>,
     ack_tx: mpsc::UnboundedSender<Job>,
@@ -167,22 +168,18 @@ impl SqsSource {
     fn start(opts: Arc<SqsOptions>) -> Self {
         let leases = Arc::new(Leases::default());
         let (ack_tx, jobs) = mpsc::unbounded_channel();
-        let (client_tx, client_rx) = oneshot::channel();
+        let (calls_tx, calls_rx) = oneshot::channel();
         let queue_url: Arc<str> = opts.queue.queue_url.as_str().into();
         let queue = opts.queue.queue_name().to_owned();
         let visibility = Arc::new(AtomicU64::new(opts.visibility_timeout.map_or(30, |v| v.as_secs())));
-        tokio::spawn(ack::run(
-            client_rx,
-            leases.clone(),
-            Settings {
-                queue_url: queue_url.clone(),
-                queue: queue.clone(),
-                visibility: visibility.clone(),
-                extend_before: opts.extend_before,
-                max_extension: opts.max_extension,
-            },
-            jobs,
-        ));
+        tokio::spawn(settle::run::<SqsCalls>(calls_rx, leases.clone(), jobs, ack::CALLS));
+        let settings = Arc::new(Settings {
+            queue_url: queue_url.clone(),
+            queue: queue.clone(),
+            visibility: visibility.clone(),
+            extend_before: opts.extend_before,
+            max_extension: opts.max_extension,
+        });
         let mut system_attributes: Vec<MessageSystemAttributeName> = opts
             .attribute_names
             .iter()
@@ -194,12 +191,15 @@ impl SqsSource {
             system_attributes.push(MessageSystemAttributeName::ApproximateReceiveCount);
         }
         SqsSource {
-            acker: Arc::new(SqsAcker {
-                leases: leases.clone(),
-                tx: ack_tx.clone(),
-                on_failed: opts.on_failed,
-                left: metrics::counter!(crate::metrics::ACKS, "queue" => queue.clone(), "kind" => "leave"),
-            }),
+            acker: Arc::new(Acker::new(
+                leases.clone(),
+                ack_tx.clone(),
+                match opts.on_failed {
+                    OnFailed::Leave => None,
+                    OnFailed::Retry { delay } => Some(delay),
+                },
+                metrics::counter!(crate::metrics::ACKS, "queue" => queue.clone(), "kind" => "leave"),
+            )),
             received: metrics::counter!(crate::metrics::RECEIVED, "queue" => queue.clone()),
             copies: metrics::counter!(crate::metrics::COPIES, "queue" => queue.clone()),
             reach: Reach::of(&format!("sqs\n{queue_url}")),
@@ -208,7 +208,7 @@ impl SqsSource {
                 .stateful(),
             outage_log: LogThrottle::new(Duration::from_secs(10)),
             client: None,
-            to_acks: Some(client_tx),
+            to_acks: Some((calls_tx, settings)),
             receives: FuturesUnordered::new(),
             owed: 0,
             ready: VecDeque::new(),
@@ -290,8 +290,11 @@ impl SqsSource {
         }
         self.reach.mark_reached();
         self.retry.succeed();
-        if let Some(tx) = self.to_acks.take() {
-            let _ = tx.send(client.clone());
+        if let Some((tx, settings)) = self.to_acks.take() {
+            let _ = tx.send(SqsCalls {
+                client: client.clone(),
+                settings,
+            });
         }
         info!(
             queue = %self.queue,
@@ -387,7 +390,7 @@ impl SqsSource {
             Arrival::Handled(receipt) => {
                 self.copies.increment(1);
                 debug!(queue = %self.queue, message_id = %meta.message_id, "received again after it was handled: deleted");
-                let _ = self.ack_tx.send(Job::Delete(vec![receipt]));
+                let _ = self.ack_tx.send(Job::Settle(vec![receipt]));
                 return None;
             }
         };

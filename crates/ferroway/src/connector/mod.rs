@@ -75,6 +75,7 @@
 pub mod file;
 pub mod generator;
 pub mod leases;
+pub mod settle;
 pub mod stdio;
 
 mod boxed;
