@@ -58,7 +58,7 @@ use crate::stream::{Delivery, Reader, give_back};
 ///   10 s); messages Pub/Sub had sent on it are delivered again after their ack deadline.
 ///   A subscription that vanishes after the source consumed from it (an emulator restarted,
 ///   a subscription re-created) is waited for up to the reach timeout. No such subscription
-///   at the start, rejected credentials: the source fails with [`SourceError::Refused`].
+///   at the start, rejected credentials: the source fails with [`SourceError::Refused`](crate::SourceError::Refused).
 /// - **Stop:** the stream is closed and what was received is processed; the pipeline's
 ///   stop returns once every acknowledgement is made.
 ///
