@@ -9,10 +9,9 @@ use ferroway::connector::settle;
 use ferroway::resilience::Backoff;
 use gcloud_gax::grpc::Code;
 use gcloud_googleapis::pubsub::v1::{AcknowledgeRequest, ModifyAckDeadlineRequest};
-use gcloud_pubsub::apiv1::subscriber_client::SubscriberClient;
 use tracing::{debug, warn};
 
-use crate::client::{Fault, describe, fault, no_retry};
+use crate::client::{Fault, Subscriber, describe, fault};
 
 /// What the calls need to know.
 pub(crate) struct Settings {
@@ -29,7 +28,7 @@ const ATTEMPTS: u32 = 5;
 
 #[derive(Clone)]
 pub(crate) struct PubSubCalls {
-    pub(crate) client: SubscriberClient,
+    pub(crate) client: Subscriber,
     pub(crate) settings: std::sync::Arc<Settings>,
 }
 
@@ -93,29 +92,23 @@ impl PubSubCalls {
             .delays();
         for attempt in 1..=ATTEMPTS {
             let result = match call {
-                Call::Ack => self
-                    .client
-                    .acknowledge(
-                        AcknowledgeRequest {
+                Call::Ack => {
+                    self.client
+                        .acknowledge(AcknowledgeRequest {
                             subscription: s.subscription.clone(),
                             ack_ids: ids.clone(),
-                        },
-                        no_retry(),
-                    )
-                    .await
-                    .map(|_| ()),
-                Call::Modify(seconds, _) => self
-                    .client
-                    .modify_ack_deadline(
-                        ModifyAckDeadlineRequest {
+                        })
+                        .await
+                }
+                Call::Modify(seconds, _) => {
+                    self.client
+                        .modify_ack_deadline(ModifyAckDeadlineRequest {
                             subscription: s.subscription.clone(),
                             ack_ids: ids.clone(),
                             ack_deadline_seconds: seconds,
-                        },
-                        no_retry(),
-                    )
-                    .await
-                    .map(|_| ()),
+                        })
+                        .await
+                }
             };
             let status = match result {
                 Ok(()) => {

@@ -8,11 +8,15 @@ use gcloud_gax::conn::Channel;
 use gcloud_gax::conn::{ConnectionOptions, Environment};
 use gcloud_gax::create_request;
 use gcloud_gax::grpc::{Code, Status};
-use gcloud_gax::retry::RetrySetting;
+use gcloud_gax::grpc::{IntoStreamingRequest, Streaming};
 use gcloud_googleapis::pubsub::v1::publisher_client::PublisherClient as Stub;
-use gcloud_googleapis::pubsub::v1::{GetTopicRequest, PublishRequest, PublishResponse, Topic};
+use gcloud_googleapis::pubsub::v1::subscriber_client::SubscriberClient as SubscriberStub;
+use gcloud_googleapis::pubsub::v1::{
+    AcknowledgeRequest, GetSubscriptionRequest, GetTopicRequest, ModifyAckDeadlineRequest, PublishRequest,
+    PublishResponse, StreamingPullRequest, StreamingPullResponse, Subscription, Topic,
+};
 use gcloud_pubsub::apiv1::conn_pool::ConnectionManager;
-use gcloud_pubsub::apiv1::subscriber_client::SubscriberClient;
+use tokio::sync::oneshot;
 
 use crate::options::ClientOptions;
 
@@ -50,22 +54,16 @@ pub(crate) fn describe(s: &Status) -> String {
     format!("{:?}: {message}", s.code())
 }
 
-/// No retries inside the client: a retry is ours to pace and to report.
-pub(crate) fn no_retry() -> Option<RetrySetting> {
-    Some(RetrySetting {
-        take: 0,
-        codes: Vec::new(),
-        ..RetrySetting::default()
-    })
-}
-
 /// A subscriber over two connections (one for the stream, one for acknowledgements).
-pub(crate) async fn subscriber(o: &ClientOptions) -> Result<SubscriberClient, Fault> {
+pub(crate) async fn subscriber(o: &ClientOptions) -> Result<Subscriber, Fault> {
     let env = environment(o).await?;
     // The stream is long-lived: no per-request timeout on its connection.
     let stream = manager(o, &env, None).await?;
     let unary = manager(o, &env, Some(Duration::from_secs(60))).await?;
-    Ok(SubscriberClient::new(unary, stream))
+    Ok(Subscriber {
+        unary: Arc::new(unary),
+        stream: Arc::new(stream),
+    })
 }
 
 /// A publisher over `pool` connections (requests take turns).
@@ -112,6 +110,78 @@ impl Publisher {
             .get_topic(create_request(routing, request))
             .await?
             .into_inner())
+    }
+}
+
+/// The subscriber calls the source makes, on the generated stub: the client crate's own
+/// streaming pull never ends its side of the stream, and a stream that is only dropped is
+/// cancelled — which the emulator never notices (its server keeps pulling for the dead
+/// stream, holding messages from the live ones).
+#[derive(Clone)]
+pub(crate) struct Subscriber {
+    unary: Arc<ConnectionManager>,
+    stream: Arc<ConnectionManager>,
+}
+
+impl Subscriber {
+    fn stub(cm: &ConnectionManager) -> SubscriberStub<Channel> {
+        SubscriberStub::new(cm.conn())
+            .max_decoding_message_size(GRPC_LIMIT)
+            .max_encoding_message_size(GRPC_LIMIT)
+    }
+
+    pub(crate) async fn get_subscription(&self, subscription: String) -> Result<Subscription, Status> {
+        let routing = format!("subscription={subscription}");
+        let request = GetSubscriptionRequest { subscription };
+        Ok(Self::stub(&self.unary)
+            .get_subscription(create_request(routing, request))
+            .await?
+            .into_inner())
+    }
+
+    pub(crate) async fn acknowledge(&self, request: AcknowledgeRequest) -> Result<(), Status> {
+        let routing = format!("subscription={}", request.subscription);
+        Self::stub(&self.unary)
+            .acknowledge(create_request(routing, request))
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn modify_ack_deadline(&self, request: ModifyAckDeadlineRequest) -> Result<(), Status> {
+        let routing = format!("subscription={}", request.subscription);
+        Self::stub(&self.unary)
+            .modify_ack_deadline(create_request(routing, request))
+            .await?;
+        Ok(())
+    }
+
+    /// Opens a stream: `first`, then an empty request every `ping` to keep it alive, until
+    /// `close` is dropped — which ends the client's side (a half-close), and Pub/Sub then
+    /// ends the stream.
+    pub(crate) async fn streaming_pull(
+        &self,
+        first: StreamingPullRequest,
+        ping: Duration,
+        close: oneshot::Receiver<()>,
+    ) -> Result<Streaming<StreamingPullResponse>, Status> {
+        let routing = format!("subscription={}", first.subscription);
+        let requests = futures_util::stream::unfold((Some(first), close), move |(first, mut close)| async move {
+            if let Some(first) = first {
+                return Some((first, (None, close)));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(ping) => Some((StreamingPullRequest::default(), (None, close))),
+                _ = &mut close => None,
+            }
+        });
+        let mut request = requests.into_streaming_request();
+        request.metadata_mut().insert(
+            "x-goog-request-params",
+            routing
+                .parse()
+                .map_err(|_| Status::invalid_argument("the subscription name is not valid in a header"))?,
+        );
+        Ok(Self::stub(&self.stream).streaming_pull(request).await?.into_inner())
     }
 }
 

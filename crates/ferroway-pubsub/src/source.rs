@@ -88,7 +88,7 @@ pub struct PubSubSource {
     opts: Arc<PubSubOptions>,
     /// The stream's reader, until the first demand starts it.
     reader: Option<Reader>,
-    running: Option<AbortOnDrop>,
+    running: Option<Running>,
     from_reader: mpsc::UnboundedReceiver<Delivery>,
     /// Received and not yet emitted: a demand gets no more than it asked for.
     ready: VecDeque<Message<PubSubMessage>>,
@@ -97,19 +97,25 @@ pub struct PubSubSource {
     reach: Arc<Reach>,
 }
 
-/// Stops the reader (and closes its stream) when the producer goes.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl AbortOnDrop {
-    async fn stop(mut self) {
-        self.0.abort();
-        let _ = (&mut self.0).await;
-    }
+/// The reader's task. Dropped, it is told to stop and ends by itself, closing its stream.
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+impl Running {
+    fn start(reader: Reader) -> Self {
+        let (stop, stopped) = oneshot::channel();
+        Running {
+            stop,
+            task: tokio::spawn(reader.run(stopped)),
+        }
+    }
+
+    /// Tells the reader to stop and waits until it has closed its stream.
+    async fn stop(self) {
+        drop(self.stop);
+        let _ = self.task.await;
     }
 }
 
@@ -199,6 +205,7 @@ impl PubSubSource {
             out,
             subscription,
             opts: opts.clone(),
+            stream: None,
         };
         PubSubSource {
             opts,
@@ -218,7 +225,7 @@ impl Producer for PubSubSource {
 
     async fn handle_demand(&mut self, demand: usize) -> Result<Emit<Message<PubSubMessage>>, BoxError> {
         if let Some(reader) = self.reader.take() {
-            self.running = Some(AbortOnDrop(tokio::spawn(reader.run())));
+            self.running = Some(Running::start(reader));
         }
         // Cancel-safe: what arrived waits in `self.ready`; a receive loses nothing when dropped.
         loop {

@@ -15,16 +15,13 @@ use ferroway::pipeline::{Acknowledger, Message, OnFailure};
 use ferroway::resilience::{Backoff, Reach, StatefulBackoff};
 use ferroway::telemetry::LogThrottle;
 use gcloud_gax::grpc::{Code, Status, Streaming};
-use gcloud_googleapis::pubsub::v1::{
-    GetSubscriptionRequest, ReceivedMessage, StreamingPullRequest, StreamingPullResponse,
-};
-use gcloud_pubsub::apiv1::subscriber_client::SubscriberClient;
+use gcloud_googleapis::pubsub::v1::{ReceivedMessage, StreamingPullRequest, StreamingPullResponse};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::ack::{PubSubCalls, Settings};
-use crate::client::{self, Fault, describe, fault, no_retry};
+use crate::client::{self, Fault, Subscriber, describe, fault};
 use crate::error::SourceError;
 use crate::message::{PubSubMessage, PubSubMetadata, split};
 use crate::options::PubSubOptions;
@@ -34,6 +31,8 @@ pub(crate) type Delivery = Result<Vec<Message<PubSubMessage>>, SourceError>;
 
 /// How often an open stream tells Pub/Sub it is alive.
 const PING: Duration = Duration::from_secs(30);
+/// How long a closing stream is given to be ended by Pub/Sub before it is cancelled.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Hands messages that never reached the pipeline back to Pub/Sub (their deadline set to
 /// zero), so they are delivered again at once instead of waiting out a lease the
@@ -67,6 +66,14 @@ pub(crate) struct Reader {
     pub(crate) copies: metrics::Counter,
     /// Messages sent back at once because the limits were already passed.
     pub(crate) surplus: metrics::Counter,
+    pub(crate) stream: Option<Open>,
+}
+
+/// An open stream, and what ends the client's side of it.
+pub(crate) struct Open {
+    responses: Streaming<StreamingPullResponse>,
+    /// Dropped: the client's side ends (a half-close).
+    close: oneshot::Sender<()>,
 }
 
 impl Reader {
@@ -76,21 +83,27 @@ impl Reader {
             .stateful()
     }
 
-    /// Reads until the producer is gone or the source fails (the error is its last word).
-    pub(crate) async fn run(mut self) {
-        if let Err(e) = self.read().await {
+    /// Reads until the producer is gone, `stop` fires, or the source fails (the error is its
+    /// last word), and then closes the stream.
+    pub(crate) async fn run(mut self, stop: oneshot::Receiver<()>) {
+        // `read` is cancel-safe: it waits only on the connection, the stream and pauses.
+        let outcome = tokio::select! {
+            outcome = self.read() => outcome,
+            _ = stop => Ok(()),
+        };
+        self.close().await;
+        if let Err(e) = outcome {
             let _ = self.out.send(Err(e));
         }
     }
 
     async fn read(&mut self) -> Result<(), SourceError> {
         let client = self.live().await?;
-        let mut stream: Option<Streaming<StreamingPullResponse>> = None;
         loop {
-            let open = match &mut stream {
-                Some(s) => s,
+            let open = match &mut self.stream {
+                Some(open) => open,
                 None => match self.open(&client).await {
-                    Ok(s) => stream.insert(s),
+                    Ok(open) => self.stream.insert(open),
                     Err(status) => {
                         let why = self.failed("opening the stream", &status)?;
                         self.pause(&why, Duration::MAX).await;
@@ -98,7 +111,7 @@ impl Reader {
                     }
                 },
             };
-            match open.message().await {
+            match open.responses.message().await {
                 Ok(Some(response)) => {
                     self.retry.succeed();
                     self.missing_since = None;
@@ -112,10 +125,10 @@ impl Reader {
                 }
                 Ok(None) => {
                     debug!(subscription = %self.subscription, "Pub/Sub closed the stream; opening it again");
-                    stream = None;
+                    self.stream = None;
                 }
                 Err(status) => {
-                    stream = None;
+                    self.stream = None;
                     let why = self.failed("reading the stream", &status)?;
                     self.pause(&why, Duration::MAX).await;
                 }
@@ -123,6 +136,29 @@ impl Reader {
             if self.out.is_closed() {
                 return Ok(());
             }
+        }
+    }
+
+    /// Closes the stream the way Pub/Sub expects: the client's side ends, and Pub/Sub ends
+    /// the stream. A stream only dropped is cancelled instead, which the emulator does not
+    /// notice: it goes on pulling for the dead stream, holding messages an ack deadline at a
+    /// time, again and again. What arrives while closing was not asked for: given back.
+    async fn close(&mut self) {
+        let Some(Open { mut responses, close }) = self.stream.take() else {
+            return;
+        };
+        drop(close);
+        let ended = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Ok(Some(response)) = responses.message().await {
+                let ids: Vec<String> = response.received_messages.into_iter().map(|m| m.ack_id).collect();
+                if !ids.is_empty() {
+                    let _ = self.ack_tx.send(Job::Change(ids, 0, "returned"));
+                }
+            }
+        })
+        .await;
+        if ended.is_err() {
+            debug!(subscription = %self.subscription, "Pub/Sub did not end the stream within {CLOSE_WAIT:?}: cancelled");
         }
     }
 
@@ -143,7 +179,7 @@ impl Reader {
     }
 
     /// The client, once Pub/Sub answered for the subscription (and it suits the options).
-    async fn live(&mut self) -> Result<SubscriberClient, SourceError> {
+    async fn live(&mut self) -> Result<Subscriber, SourceError> {
         let (client, subscription) = loop {
             let Some(wait) = self.reach.wait(self.opts.client.reach_timeout, Duration::MAX) else {
                 return Err(SourceError::Unreachable {
@@ -155,11 +191,11 @@ impl Reader {
             };
             let attempt = async {
                 let c = client::subscriber(&self.opts.client).await?;
-                let request = GetSubscriptionRequest {
-                    subscription: self.subscription.to_string(),
-                };
-                let s = c.get_subscription(request, no_retry()).await.map_err(|s| fault(&s))?;
-                Ok::<_, Fault>((c, s.into_inner()))
+                let s = c
+                    .get_subscription(self.subscription.to_string())
+                    .await
+                    .map_err(|s| fault(&s))?;
+                Ok::<_, Fault>((c, s))
             };
             match attempt.await {
                 Ok(found) => break found,
@@ -198,8 +234,9 @@ impl Reader {
     }
 
     /// Opens the stream, its flow control the source's limits.
-    async fn open(&self, client: &SubscriberClient) -> Result<Streaming<StreamingPullResponse>, Status> {
+    async fn open(&self, client: &Subscriber) -> Result<Open, Status> {
         let o = &self.opts;
+        let (close, closed) = oneshot::channel();
         let request = StreamingPullRequest {
             subscription: self.subscription.to_string(),
             stream_ack_deadline_seconds: o.ack_deadline.as_secs() as i32,
@@ -208,7 +245,8 @@ impl Reader {
             max_outstanding_bytes: o.max_outstanding_bytes as i64,
             ..StreamingPullRequest::default()
         };
-        Ok(client.streaming_pull(request, PING, no_retry()).await?.into_inner())
+        let responses = client.streaming_pull(request, PING, closed).await?;
+        Ok(Open { responses, close })
     }
 
     /// A stream that failed: to wait out, or the error that ends the source.
