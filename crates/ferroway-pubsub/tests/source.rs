@@ -1,7 +1,7 @@
 //! The Pub/Sub source against the real emulator: round trip with attributes, flow control
 //! bounding what is outstanding, nack redelivery, redelivery after the ack deadline, lease
 //! extension, the delivery-attempt limit to the dead-letter route, ordering keys in order,
-//! defaults, refusals.
+//! defaults, a stop that leaves nothing held, refusals.
 
 mod support;
 
@@ -397,6 +397,40 @@ async fn the_default_options_consume_and_stop() {
     assert!(stopped.expect("the stop does not wait on the open stream").is_ok());
     assert_eq!(r.seen().len(), 50);
     assert!(drain(&c, &sub).await.is_empty());
+    delete(&c, &topic, &sub).await;
+}
+
+/// A graceful stop leaves no message held: what the pipeline had is handled, what Pub/Sub
+/// sent meanwhile is given back, and the stream is ended rather than dropped (the emulator
+/// goes on pulling for a dropped stream). The ack deadline is 600 s: only the source giving
+/// messages back makes the rest available again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_source_leaves_no_message_held() {
+    support::logs();
+    let c = client().await;
+    let (topic, sub) = topic_and_subscription(&c, &unique("stop-held"), SubscriptionConfig::default()).await;
+    publish_range(&c, &topic, 1, 2001).await;
+    let r = Recorder::default();
+    let o = opts(&sub)
+        .ack_deadline(Duration::from_secs(600))
+        .max_outstanding_messages(50);
+    let p = start(r.clone(), o).await;
+    until("100 messages", 30, || r.seen().len() >= 100).await;
+    p.stop().await.unwrap();
+    // A stream still pulling would take the emulator's 100 messages every 50 ms meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rest = drain(&c, &sub).await;
+
+    let handled: Vec<String> = r.seen().into_iter().map(|(d, _)| d).collect();
+    let mut all: Vec<u64> = handled.iter().chain(&rest).map(|d| d.parse().unwrap()).collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (1..=2000).collect::<Vec<_>>(),
+        "{} handled and {} pulled after the stop: each of the 2,000 exactly once",
+        handled.len(),
+        rest.len()
+    );
     delete(&c, &topic, &sub).await;
 }
 
