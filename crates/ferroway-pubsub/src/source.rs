@@ -59,8 +59,10 @@ use crate::stream::{Delivery, Reader, give_back};
 ///   A subscription that vanishes after the source consumed from it (an emulator restarted,
 ///   a subscription re-created) is waited for up to the reach timeout. No such subscription
 ///   at the start, rejected credentials: the source fails with [`SourceError::Refused`](crate::SourceError::Refused).
-/// - **Stop:** the stream is closed and what was received is processed; the pipeline's
-///   stop returns once every acknowledgement is made.
+/// - **Stop:** the stream is half-closed (Pub/Sub then ends it; after 2 s it is cancelled),
+///   what was received before is processed and what arrives after is given back (deadline
+///   0); the pipeline's stop returns once every acknowledgement is made. A source dropped
+///   without a stop closes its stream the same way and gives back what it held.
 ///
 /// ```no_run
 /// use ferroway::pipeline::{Handler, Message, Pipeline};
