@@ -264,6 +264,9 @@ impl Drop for PubSubSource {
     fn drop(&mut self) {
         self.running = None;
         let mut left: Vec<Message<PubSubMessage>> = self.ready.drain(..).collect();
+        // Closed first: a batch the reader hands over now fails to send, and the reader gives
+        // it back itself, rather than it going down with the channel.
+        self.from_reader.close();
         while let Ok(delivery) = self.from_reader.try_recv() {
             left.extend(delivery.into_iter().flatten());
         }

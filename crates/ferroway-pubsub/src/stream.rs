@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ferroway::connector::leases::{Arrival, Leases};
 use ferroway::connector::settle::Job;
-use ferroway::pipeline::{Acknowledger, Message, OnFailure};
+use ferroway::pipeline::{Acknowledger, BoxFuture, Message, OnFailure};
 use ferroway::resilience::{Backoff, Reach, StatefulBackoff};
 use ferroway::telemetry::LogThrottle;
 use gcloud_gax::grpc::{Code, Status, Streaming};
@@ -76,6 +76,13 @@ pub(crate) struct Open {
     close: oneshot::Sender<()>,
 }
 
+/// A stream being opened, and what ends the client's side of it. The call returns with
+/// Pub/Sub's first response (the emulator's, at least): on an idle subscription, a long wait.
+pub(crate) type Opening = (
+    BoxFuture<'static, Result<Streaming<StreamingPullResponse>, Status>>,
+    oneshot::Sender<()>,
+);
+
 impl Reader {
     pub(crate) fn backoff() -> StatefulBackoff {
         Backoff::exponential(Duration::from_millis(100))
@@ -87,29 +94,38 @@ impl Reader {
     /// last word), and then closes the stream.
     pub(crate) async fn run(mut self, stop: oneshot::Receiver<()>) {
         // `read` is cancel-safe: it waits only on the connection, the stream and pauses.
+        // A stream being opened is kept here, out of `self` (which must stay `Sync`).
+        let mut opening = None;
         let outcome = tokio::select! {
-            outcome = self.read() => outcome,
+            outcome = self.read(&mut opening) => outcome,
             _ = stop => Ok(()),
         };
-        self.close().await;
+        self.close(opening).await;
         if let Err(e) = outcome {
             let _ = self.out.send(Err(e));
         }
     }
 
-    async fn read(&mut self) -> Result<(), SourceError> {
+    async fn read(&mut self, opening: &mut Option<Opening>) -> Result<(), SourceError> {
         let client = self.live().await?;
         loop {
             let open = match &mut self.stream {
                 Some(open) => open,
-                None => match self.open(&client).await {
-                    Ok(open) => self.stream.insert(open),
-                    Err(status) => {
-                        let why = self.failed("opening the stream", &status)?;
-                        self.pause(&why, Duration::MAX).await;
+                None => {
+                    // Kept outside while it waits: cancelled here, `close` still ends it.
+                    let result = (&mut opening.insert(self.open(&client)).0).await;
+                    let Some((_, close)) = opening.take() else {
                         continue;
+                    };
+                    match result {
+                        Ok(responses) => self.stream.insert(Open { responses, close }),
+                        Err(status) => {
+                            let why = self.failed("opening the stream", &status)?;
+                            self.pause(&why, Duration::MAX).await;
+                            continue;
+                        }
                     }
-                },
+                }
             };
             match open.responses.message().await {
                 Ok(Some(response)) => {
@@ -143,17 +159,30 @@ impl Reader {
     /// the stream. A stream only dropped is cancelled instead, which the emulator does not
     /// notice: it goes on pulling for the dead stream, holding messages an ack deadline at a
     /// time, again and again. What arrives while closing was not asked for: given back.
-    async fn close(&mut self) {
-        let Some(Open { mut responses, close }) = self.stream.take() else {
+    async fn close(&mut self, opening: Option<Opening>) {
+        let deadline = Instant::now() + CLOSE_WAIT;
+        let mut responses = if let Some(Open { responses, close }) = self.stream.take() {
+            drop(close);
+            responses
+        } else if let Some((call, close)) = opening {
+            drop(close);
+            match tokio::time::timeout_at(deadline, call).await {
+                Ok(Ok(responses)) => responses,
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    debug!(subscription = %self.subscription, "Pub/Sub did not answer the stream within {CLOSE_WAIT:?}: cancelled");
+                    return;
+                }
+            }
+        } else {
             return;
         };
-        drop(close);
-        let ended = tokio::time::timeout(CLOSE_WAIT, async {
+        let ended = tokio::time::timeout_at(deadline, async {
             while let Ok(Some(response)) = responses.message().await {
-                let ids: Vec<String> = response.received_messages.into_iter().map(|m| m.ack_id).collect();
-                if !ids.is_empty() {
-                    let _ = self.ack_tx.send(Job::Change(ids, 0, "returned"));
-                }
+                // Through the lease table: a copy of a message in the pipeline or handled
+                // is settled as such; the rest goes back.
+                let batch = self.take(response.received_messages);
+                give_back(&self.leases, &self.ack_tx, batch);
             }
         })
         .await;
@@ -234,7 +263,7 @@ impl Reader {
     }
 
     /// Opens the stream, its flow control the source's limits.
-    async fn open(&self, client: &Subscriber) -> Result<Open, Status> {
+    fn open(&self, client: &Subscriber) -> Opening {
         let o = &self.opts;
         let (close, closed) = oneshot::channel();
         let request = StreamingPullRequest {
@@ -245,8 +274,11 @@ impl Reader {
             max_outstanding_bytes: o.max_outstanding_bytes as i64,
             ..StreamingPullRequest::default()
         };
-        let responses = client.streaming_pull(request, PING, closed).await?;
-        Ok(Open { responses, close })
+        let client = client.clone();
+        (
+            Box::pin(async move { client.streaming_pull(request, PING, closed).await }),
+            close,
+        )
     }
 
     /// A stream that failed: to wait out, or the error that ends the source.

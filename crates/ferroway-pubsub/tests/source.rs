@@ -1,7 +1,7 @@
 //! The Pub/Sub source against the real emulator: round trip with attributes, flow control
 //! bounding what is outstanding, nack redelivery, redelivery after the ack deadline, lease
 //! extension, the delivery-attempt limit to the dead-letter route, ordering keys in order,
-//! defaults, a stop that leaves nothing held, refusals.
+//! defaults, stops that leave nothing held and no stream behind, refusals.
 
 mod support;
 
@@ -430,6 +430,31 @@ async fn a_stopped_source_leaves_no_message_held() {
         "{} handled and {} pulled after the stop: each of the 2,000 exactly once",
         handled.len(),
         rest.len()
+    );
+    delete(&c, &topic, &sub).await;
+}
+
+/// A source stopped while its subscription is idle leaves no stream behind: the stream is
+/// still being opened then (the emulator answers it with its first messages), and a stream
+/// cancelled instead of half-closed would go on taking what is published next, for 600 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_stopped_while_idle_leaves_no_stream_behind() {
+    support::logs();
+    let c = client().await;
+    let (topic, sub) = topic_and_subscription(&c, &unique("stop-idle"), SubscriptionConfig::default()).await;
+    let r = Recorder::default();
+    let p = start(r.clone(), opts(&sub).ack_deadline(Duration::from_secs(600))).await;
+    // Time for the source to reach the subscription and ask for its stream.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    p.stop().await.unwrap();
+    publish_range(&c, &topic, 1, 501).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rest = drain(&c, &sub).await;
+    assert!(r.seen().is_empty());
+    assert_eq!(
+        rest.len(),
+        500,
+        "every message published after the stop is there to pull"
     );
     delete(&c, &topic, &sub).await;
 }
