@@ -1,6 +1,7 @@
 //! The emulator killed and restarted under a running source: the source waits, opens its
-//! stream again once the subscription is back, and consumes what is published after.
-//! Runs an emulator of its own (on a free port), so the other tests' one stays up.
+//! stream again once the subscription is back, and consumes what is published after; and
+//! under a sink: the write fails as an outage, no message marked, and publishes once back.
+//! Each test runs an emulator of its own (on a free port), so the other tests' one stays up.
 
 mod support;
 
@@ -10,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferroway::BoxError;
+use ferroway::connector::{Record, Sink};
+use ferroway::error::{Chain, is_unavailable};
 use ferroway::pipeline::{Handler, Message, Pipeline, Processors};
-use ferroway_pubsub::{ClientOptions, PubSubMessage, PubSubOptions, PubSubSource};
+use ferroway_pubsub::{ClientOptions, PubSubMessage, PubSubOptions, PubSubSink, PubSubSource, SinkOptions};
 use gcloud_gax::conn::Environment;
 use gcloud_pubsub::client::{Client, ClientConfig};
 use gcloud_pubsub::subscription::SubscriptionConfig;
@@ -178,4 +181,42 @@ async fn the_source_reconnects_after_the_emulator_restarts() {
     p.stop().await.unwrap();
     let all = seen.0.lock().unwrap().clone();
     assert_eq!(all, (0..200).collect(), "every message, before and after the restart");
+}
+
+/// A destination that is down is not a bad message: the write fails as a whole with an
+/// outage (which the pipeline keeps and retries, never dead-letters), no message marked
+/// failed; once the emulator and the topic are back, the same sink publishes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_reports_an_outage_as_unavailable_and_publishes_once_back() {
+    support::logs();
+    let mut emulator = Emulator::start().await;
+    let (topic, subscription) = ("outage-t", "outage-s");
+    emulator.create(topic, subscription).await;
+    let client = ClientOptions::new(support::PROJECT).emulator_host(&emulator.host);
+    let sink = PubSubSink::new(SinkOptions::new(client, topic)).unwrap();
+    let mut first = vec![Message::new(Record::new("1"))];
+    Sink::write(&sink, &mut first).await.unwrap();
+    assert!(!first[0].is_failed());
+
+    emulator.kill();
+    let mut during = vec![Message::new(Record::new("2")), Message::new(Record::new("3"))];
+    let e = tokio::time::timeout(Duration::from_secs(60), Sink::write(&sink, &mut during))
+        .await
+        .expect("an outage is reported, not waited out for ever")
+        .unwrap_err();
+    assert!(is_unavailable(&*e), "{e}");
+    assert!(
+        during.iter().all(|m| !m.is_failed()),
+        "an outage marks no message failed"
+    );
+    let shown = Chain(&*e).to_string();
+    assert!(shown.contains(&emulator.host), "{shown}");
+
+    emulator.restart().await;
+    emulator.create(topic, subscription).await;
+    Sink::write(&sink, &mut during).await.unwrap();
+    assert!(during.iter().all(|m| !m.is_failed()));
+    let mut got = support::drain(&emulator.client().await.unwrap(), subscription).await;
+    got.sort();
+    assert_eq!(got, ["2", "3"], "published once the emulator was back");
 }
